@@ -218,3 +218,156 @@ impl Prop {
         }
     }
 }
+
+/// Which grammar rule a [`Root`] follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RootKind {
+    MessageContent,
+    Message,
+    AttachmentContent,
+    MessageList,
+    Elements,
+}
+
+/// Where a property sits in the tree, for [`Root::for_each_prop`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PropOwner {
+    /// The propList of a message content (top level or embedded).
+    Message,
+    /// The MetaTagFXDelProp before the recipients.
+    RecipDelProp,
+    /// A recipient, by index within its message.
+    Recipient(usize),
+    /// The MetaTagFXDelProp before the attachments.
+    AttachDelProp,
+    /// An attachment, by index within its message.
+    Attachment(usize),
+    /// The MetaTagEcWarning before a message of a message list.
+    EcWarning,
+    /// An element of the flat fallback root.
+    Element,
+}
+
+/// Position of a property: its owner and the embedding depth (0 = top level;
+/// each StartEmbed adds 1; in a message list, `message` is the message index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PropPath {
+    pub depth: u32,
+    pub message: usize,
+    pub owner: PropOwner,
+}
+
+impl Root {
+    pub fn kind(&self) -> RootKind {
+        match self {
+            Root::MessageContent(_) => RootKind::MessageContent,
+            Root::Message(_) => RootKind::Message,
+            Root::AttachmentContent(_) => RootKind::AttachmentContent,
+            Root::MessageList(_) => RootKind::MessageList,
+            Root::Elements(_) => RootKind::Elements,
+        }
+    }
+
+    /// The top-level message content, for the message-shaped roots (the first
+    /// message of a list).
+    pub fn message_content(&self) -> Option<&MessageContent> {
+        match self {
+            Root::MessageContent(mc) => Some(mc),
+            Root::Message(m) => Some(&m.content),
+            Root::MessageList(list) => list.first().map(|(_, m)| &m.content),
+            Root::AttachmentContent(_) | Root::Elements(_) => None,
+        }
+    }
+
+    /// Calls `f` for every property in document order, with its position.
+    /// Embedded messages are visited with an explicit stack (no recursion).
+    pub fn for_each_prop(&self, f: &mut dyn FnMut(PropPath, &Prop)) {
+        let at = |depth, message, owner| PropPath {
+            depth,
+            message,
+            owner,
+        };
+        match self {
+            Root::MessageContent(mc) => visit_content(mc, 0, 0, f),
+            Root::Message(m) => visit_content(&m.content, 0, 0, f),
+            Root::AttachmentContent(a) => {
+                for p in &a.props {
+                    f(at(0, 0, PropOwner::Attachment(0)), p);
+                }
+                if let Some(mc) = &a.embedded {
+                    visit_content(mc, 1, 0, f);
+                }
+            }
+            Root::MessageList(list) => {
+                for (i, (w, m)) in list.iter().enumerate() {
+                    if let Some(p) = w {
+                        f(at(0, i, PropOwner::EcWarning), p);
+                    }
+                    visit_content(&m.content, 0, i, f);
+                }
+            }
+            Root::Elements(els) => {
+                for e in els {
+                    if let Element::Prop(p) = e {
+                        f(at(0, 0, PropOwner::Element), p);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn visit_content(
+    top: &MessageContent,
+    depth: u32,
+    message: usize,
+    f: &mut dyn FnMut(PropPath, &Prop),
+) {
+    // The part of a content before its attachments.
+    let head = |mc: &MessageContent, depth: u32, f: &mut dyn FnMut(PropPath, &Prop)| {
+        let at = |owner| PropPath {
+            depth,
+            message,
+            owner,
+        };
+        for p in &mc.props {
+            f(at(PropOwner::Message), p);
+        }
+        if let Some(p) = &mc.recip_delprop {
+            f(at(PropOwner::RecipDelProp), p);
+        }
+        for (i, r) in mc.recipients.iter().enumerate() {
+            for p in &r.props {
+                f(at(PropOwner::Recipient(i)), p);
+            }
+        }
+        if let Some(p) = &mc.attach_delprop {
+            f(at(PropOwner::AttachDelProp), p);
+        }
+    };
+    // (content, depth, index of the next attachment to visit)
+    let mut stack = vec![(top, depth, 0usize)];
+    head(top, depth, f);
+    while let Some((mc, depth, next)) = stack.last_mut() {
+        let Some(a) = mc.attachments.get(*next) else {
+            stack.pop();
+            continue;
+        };
+        let (i, d) = (*next, *depth);
+        *next += 1;
+        for p in &a.props {
+            f(
+                PropPath {
+                    depth: d,
+                    message,
+                    owner: PropOwner::Attachment(i),
+                },
+                p,
+            );
+        }
+        if let Some(e) = &a.embedded {
+            head(e, d + 1, f);
+            stack.push((e, d + 1, 0));
+        }
+    }
+}

@@ -304,6 +304,13 @@ impl Prop {
     /// The typed value, decoding PtypString8 in `string8_codepage`.
     pub fn value_cp(&self, string8_codepage: Option<u16>) -> Result<Value, ValueError> {
         let tw = self.type_word();
+        // MetaTagIdsetGiven is declared PtypInteger32 but carries binary IDSET bytes.
+        if self.tag == crate::markers::meta::IDSET_GIVEN {
+            return match &self.data {
+                PropData::Single(b) => Ok(Value::Binary(b.clone())),
+                PropData::Multi(_) => Err(ValueError::Shape(tw)),
+            };
+        }
         let info = TypeInfo::of(tw).ok_or(ValueError::UnknownType(tw))?;
         let one = |b: &Bytes| -> Result<Value, ValueError> {
             match info.layout {
@@ -456,8 +463,10 @@ pub fn filetime_to_unix(ft: u64) -> Option<(i64, u32)> {
     Some(((t / 10_000_000) as i64, ((t % 10_000_000) * 100) as u32))
 }
 
-/// Converts Unix seconds and nanoseconds to FILETIME ticks.
+/// Converts Unix seconds and nanoseconds to FILETIME ticks (saturating at 0
+/// before 1601 and at u64::MAX far in the future, instead of overflowing).
 pub fn unix_to_filetime(secs: i64, nanos: u32) -> u64 {
-    const EPOCH_DIFF: i64 = 116_444_736_000_000_000;
-    (secs * 10_000_000 + (nanos / 100) as i64 + EPOCH_DIFF) as u64
+    const EPOCH_DIFF: i128 = 116_444_736_000_000_000;
+    let t = secs as i128 * 10_000_000 + (nanos / 100) as i128 + EPOCH_DIFF;
+    t.clamp(0, u64::MAX as i128) as u64
 }

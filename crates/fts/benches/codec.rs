@@ -38,7 +38,8 @@ const PS_INTERNET_HEADERS: Guid =
 
 /// 2026-03-02 09:30:00 UTC as FILETIME ticks.
 const T0: u64 = 134_170_974_000_000_000;
-const DN_PREFIX: &str = "/O=EXCHANGELABS/OU=EXCHANGE ADMINISTRATIVE GROUP (FYDIBOHF23SPDLT)/CN=RECIPIENTS/CN=";
+const DN_PREFIX: &str =
+    "/O=EXCHANGELABS/OU=EXCHANGE ADMINISTRATIVE GROUP (FYDIBOHF23SPDLT)/CN=RECIPIENTS/CN=";
 
 /// Deterministic filler (xorshift64*), so every run benches identical bytes.
 struct Rng(u64);
@@ -85,7 +86,11 @@ fn sorted(mut props: Vec<Prop>) -> Vec<Prop> {
     props
 }
 
-fn content(props: Vec<Prop>, recipients: Vec<Recipient>, attachments: Vec<Attachment>) -> MessageContent {
+fn content(
+    props: Vec<Prop>,
+    recipients: Vec<Recipient>,
+    attachments: Vec<Attachment>,
+) -> MessageContent {
     MessageContent {
         props: sorted(props),
         recip_delprop: Some(delprop(delprop::RECIPIENTS)),
@@ -98,15 +103,25 @@ fn content(props: Vec<Prop>, recipients: Vec<Recipient>, attachments: Vec<Attach
 /// Text of about `n` bytes (ASCII), made of repeated sentences.
 fn text(n: usize, seed: usize) -> String {
     const WORDS: [&str; 12] = [
-        "quarterly", "report", "meeting", "please", "review", "the", "attached", "figures",
-        "before", "Thursday", "thanks", "regards",
+        "quarterly",
+        "report",
+        "meeting",
+        "please",
+        "review",
+        "the",
+        "attached",
+        "figures",
+        "before",
+        "Thursday",
+        "thanks",
+        "regards",
     ];
     let mut s = String::with_capacity(n + 16);
     let mut i = seed;
     while s.len() < n {
         s.push_str(WORDS[i % WORDS.len()]);
         i = i.wrapping_mul(7).wrapping_add(3);
-        s.push_str(if i % 11 == 0 { ".\r\n" } else { " " });
+        s.push_str(if i.is_multiple_of(11) { ".\r\n" } else { " " });
     }
     s.truncate(n);
     s
@@ -136,7 +151,11 @@ fn mail_props(class: &str, subject: &str, body: &str, rng: &mut Rng) -> Vec<Prop
         build::i32(0x0E07, None, 0x0000_0001),
         build::bool(0x0E1F, None, false),
         build::string(0x1000, None, body),
-        build::string(0x1035, None, "<AM0PR01MB1234.eurprd01.prod.example@contoso.example>"),
+        build::string(
+            0x1035,
+            None,
+            "<AM0PR01MB1234.eurprd01.prod.example@contoso.example>",
+        ),
         build::time(0x3007, None, T0 + 50_000_000),
         build::time(0x3008, None, T0 + 60_000_000),
         build::binary(0x300B, None, rng.bytes(16)),
@@ -165,7 +184,11 @@ fn smtp_recipient(row: i32, kind: i32, display: &str, smtp: &str) -> Recipient {
 
 /// An Exchange ("EX") recipient with the dozen properties a real export carries.
 fn ex_recipient(row: i32, rng: &mut Rng) -> Recipient {
-    let user = format!("{:08x}{:08x}-user{row:03}", rng.next() as u32, rng.next() as u32);
+    let user = format!(
+        "{:08x}{:08x}-user{row:03}",
+        rng.next() as u32,
+        rng.next() as u32
+    );
     let dn = format!("{DN_PREFIX}{user}");
     let display = format!("Attendee {row:03} (Contoso Sales)");
     let smtp = format!("attendee{row:03}@contoso.example");
@@ -228,10 +251,26 @@ fn html_60k() -> Root {
     props.push(build::binary(0x1013, None, html.into_bytes()));
     // 20 PSETID_Common dispid properties of assorted types.
     let common: [(u32, u8); 20] = [
-        (0x8501, b'i'), (0x8502, b't'), (0x8503, b'b'), (0x8506, b'b'), (0x8510, b'i'),
-        (0x8514, b'b'), (0x8516, b't'), (0x8517, b't'), (0x851C, b'b'), (0x8530, b's'),
-        (0x8535, b's'), (0x8539, b's'), (0x8552, b'i'), (0x8554, b's'), (0x8560, b't'),
-        (0x8580, b's'), (0x8581, b's'), (0x85A0, b't'), (0x85A1, b's'), (0x85B5, b'b'),
+        (0x8501, b'i'),
+        (0x8502, b't'),
+        (0x8503, b'b'),
+        (0x8506, b'b'),
+        (0x8510, b'i'),
+        (0x8514, b'b'),
+        (0x8516, b't'),
+        (0x8517, b't'),
+        (0x851C, b'b'),
+        (0x8530, b's'),
+        (0x8535, b's'),
+        (0x8539, b's'),
+        (0x8552, b'i'),
+        (0x8554, b's'),
+        (0x8560, b't'),
+        (0x8580, b's'),
+        (0x8581, b's'),
+        (0x85A0, b't'),
+        (0x85A1, b's'),
+        (0x85B5, b'b'),
     ];
     for (k, (l, ty)) in common.into_iter().enumerate() {
         let id = 0x8000 + k as u16;
@@ -239,7 +278,7 @@ fn html_60k() -> Root {
         props.push(match ty {
             b'i' => build::i32(id, np, k as i32 * 15),
             b't' => build::time(id, np, T0 + k as u64 * 600_000_000),
-            b'b' => build::bool(id, np, k % 2 == 0),
+            b'b' => build::bool(id, np, k.is_multiple_of(2)),
             _ => build::string(id, np, &text(24 + k * 3, k)),
         });
     }
@@ -268,7 +307,11 @@ fn html_60k() -> Root {
     ];
     for (k, h) in headers.into_iter().enumerate() {
         let id = 0x8014 + k as u16;
-        props.push(build::string(id, name(PS_INTERNET_HEADERS, h), &text(40 + (k * 37) % 160, k)));
+        props.push(build::string(
+            id,
+            name(PS_INTERNET_HEADERS, h),
+            &text(40 + (k * 37) % 160, k),
+        ));
     }
     let recips = (0..3)
         .map(|r| {
@@ -295,7 +338,11 @@ fn meeting_200() -> Root {
     let goid = rng.bytes(56);
     let named = vec![
         build::i32(0x8000, lid(PSETID_APPOINTMENT, 0x8205), 1),
-        build::string(0x8001, lid(PSETID_APPOINTMENT, 0x8208), "Building 4, Room 1.21"),
+        build::string(
+            0x8001,
+            lid(PSETID_APPOINTMENT, 0x8208),
+            "Building 4, Room 1.21",
+        ),
         build::time(0x8002, lid(PSETID_APPOINTMENT, 0x820D), T0 + 36_000_000_000),
         build::time(0x8003, lid(PSETID_APPOINTMENT, 0x820E), T0 + 72_000_000_000),
         build::i32(0x8004, lid(PSETID_APPOINTMENT, 0x8213), 60),
@@ -374,7 +421,12 @@ fn embedded_3deep() -> Root {
             embedded: Some(Box::new(inner)),
         };
         inner = content(
-            mail_props("IPM.Note", &format!("level {level}"), &text(1_000, level), &mut rng),
+            mail_props(
+                "IPM.Note",
+                &format!("level {level}"),
+                &text(1_000, level),
+                &mut rng,
+            ),
             vec![
                 smtp_recipient(0, 1, "Dave", "dave@contoso.example"),
                 smtp_recipient(1, 2, "Erin", "erin@contoso.example"),
@@ -420,7 +472,9 @@ fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     for (name, bytes) in &inputs {
         g.throughput(Throughput::Bytes(bytes.len() as u64));
-        g.bench_function(*name, |b| b.iter(|| fts::decode(black_box(bytes)).expect("decodes")));
+        g.bench_function(*name, |b| {
+            b.iter(|| fts::decode(black_box(bytes)).expect("decodes"))
+        });
     }
     g.finish();
 

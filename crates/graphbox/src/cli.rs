@@ -1,0 +1,227 @@
+//! Command-line definitions (clap). Every flag of `serve` also has a
+//! `GRAPHBOX_*` environment variable and a key in the optional TOML file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "graphbox", version, about = "A Microsoft Graph mailbox import/export server and its tools")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Where the embedded store keeps its data (SQLite metadata and blob files).
+    #[arg(long, global = true, env = "GRAPHBOX_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Optional TOML configuration file (flags and environment variables win over it).
+    #[arg(long, global = true, env = "GRAPHBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "GRAPHBOX_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the Graph server.
+    Serve(ServeArgs),
+    /// Mint an access token signed by this server's key (for tests and local use).
+    Token(TokenArgs),
+    /// Manage tenants, users, mailboxes and content.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+    /// Decode and encode FastTransfer streams.
+    #[command(subcommand)]
+    Fts(FtsCmd),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "GRAPHBOX_LISTEN")]
+    pub listen: Option<String>,
+    /// Serve HTTPS; without --tls-cert/--tls-key a self-signed certificate is
+    /// generated into the data directory.
+    #[arg(long, env = "GRAPHBOX_TLS")]
+    pub tls: bool,
+    #[arg(long, env = "GRAPHBOX_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "GRAPHBOX_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The public base URL clients reach this server at (for links and import URLs),
+    /// when it differs from the listen address (behind a proxy).
+    #[arg(long, env = "GRAPHBOX_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// On first start, seed a demo tenant with users and realistic content.
+    #[arg(long, env = "GRAPHBOX_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// Tenant id or domain.
+    #[arg(long)]
+    pub tenant: String,
+    /// A delegated token for this user (id or userPrincipalName).
+    #[arg(long, conflicts_with_all = ["app", "roles"])]
+    pub user: Option<String>,
+    /// Delegated scopes, separated by spaces or commas.
+    #[arg(long, requires = "user", default_value = "")]
+    pub scopes: String,
+    /// An application token for this client id.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Application roles, separated by spaces or commas.
+    #[arg(long, default_value = "")]
+    pub roles: String,
+    /// Lifetime in seconds (negative values mint an already expired token, for tests).
+    #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
+    pub lifetime: i64,
+    /// Print the token's claims as JSON instead of the token.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Users (each gets a primary mailbox).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Mailboxes.
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
+    /// Add N generated realistic items to a mailbox folder (tests, benchmarks).
+    Seed(SeedArgs),
+    /// Items.
+    #[command(subcommand)]
+    Item(ItemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    Create {
+        /// Default domain, e.g. contoso.com.
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    Create {
+        /// Tenant id or domain.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        upn: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Also create an in-place archive mailbox.
+        #[arg(long)]
+        archive: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailboxCmd {
+    /// Create a mailbox for a user (primary if it has none, else --archive).
+    Create {
+        /// User id or userPrincipalName.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        archive: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    #[arg(long)]
+    pub mailbox: String,
+    #[arg(long)]
+    pub items: u64,
+    /// Folder id or well-known name.
+    #[arg(long, default_value = "inbox")]
+    pub folder: String,
+    /// Seed for the generator (the same seed gives the same items).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ItemCmd {
+    /// Delete an item (leaves a tombstone for delta).
+    Delete {
+        #[arg(long)]
+        mailbox: String,
+        #[arg(long)]
+        id: String,
+    },
+    /// Move an item to another folder.
+    Move {
+        #[arg(long)]
+        mailbox: String,
+        #[arg(long)]
+        id: String,
+        /// Folder id or well-known name.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FtsCmd {
+    /// Dump a FastTransfer stream as JSON (frame records, properties, recipients, attachments).
+    Decode {
+        /// Input file, or - for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+        /// The input is base64 (as in a Graph `data` field).
+        #[arg(long)]
+        base64: bool,
+    },
+    /// Turn the JSON of `fts decode` back into the exact bytes.
+    Encode {
+        /// Input JSON file, or - for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+        /// Write base64 instead of raw bytes.
+        #[arg(long)]
+        base64: bool,
+    },
+}

@@ -1,0 +1,184 @@
+//! `graphbox serve`: open the stores, build the Graph router, listen (HTTP or
+//! HTTPS), and shut down gracefully on SIGINT/SIGTERM, finishing in-flight
+//! requests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use store::MetaStore;
+
+use crate::cli::{Global, ServeArgs};
+use crate::config::{self, ServeConfig};
+
+/// The setting that holds the token issuer base URL. The first server start
+/// (or the first `graphbox token`) fixes it, so tokens stay valid across
+/// restarts, port changes and instances.
+pub const ISSUER_SETTING: &str = "issuer_base";
+const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
+
+/// The issuer base URL of this deployment (see [`ISSUER_SETTING`]).
+pub async fn issuer_base(meta: &dyn MetaStore, first: Option<&str>) -> anyhow::Result<String> {
+    if let Some(v) = meta.get_setting(ISSUER_SETTING).await? {
+        return Ok(v);
+    }
+    Ok(meta
+        .put_setting_if_absent(ISSUER_SETTING, first.unwrap_or(DEFAULT_ISSUER))
+        .await?)
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GRAPHBOX_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Where the self-signed certificate and key live, generating them on first use.
+fn self_signed(data_dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dir = data_dir.join("tls");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let generated = rcgen::generate_simple_self_signed(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])
+    .context("cannot generate a self-signed certificate")?;
+    std::fs::write(&key, generated.signing_key.serialize_pem())
+        .with_context(|| format!("cannot write {}", key.display()))?;
+    std::fs::write(&cert, generated.cert.pem())
+        .with_context(|| format!("cannot write {}", cert.display()))?;
+    Ok((cert, key))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
+    let cfg: ServeConfig = config::resolve_serve(&global, &args)?;
+    init_logging(&cfg.log_format);
+    let started = std::time::Instant::now();
+    let stores = config::open_stores(&cfg.data_dir).await?;
+
+    let addr: SocketAddr = cfg.listen.parse().with_context(|| {
+        format!(
+            "--listen must be an address like 127.0.0.1:8080 or [::]:443, not {:?}",
+            cfg.listen
+        )
+    })?;
+    let std_listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} (is another server using it?)"))?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?;
+    let scheme = if cfg.tls { "https" } else { "http" };
+    let shown_host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if local.is_ipv6() {
+        format!("[{}]", local.ip())
+    } else {
+        local.ip().to_string()
+    };
+    let base = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{shown_host}:{}", local.port()))
+        .trim_end_matches('/')
+        .to_owned();
+
+    let issuer = issuer_base(stores.meta.as_ref(), Some(&base)).await?;
+    let state = api::AppState::load(stores.meta.clone(), base.clone(), issuer)
+        .await
+        .context("cannot load the server's keys from the store")?;
+
+    let tls_files = if cfg.tls {
+        Some(match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => self_signed(&cfg.data_dir)?,
+        })
+    } else {
+        None
+    };
+
+    if cfg.demo {
+        crate::demo::ensure(&stores, &state, &base, tls_files.as_ref().map(|(c, _)| c.as_path()))
+            .await?;
+    }
+
+    let app = api::router(state);
+    tracing::info!(
+        data_dir = %cfg.data_dir.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "graphbox ready"
+    );
+    // The machine-readable line tests and scripts wait for.
+    println!("listening on {base}");
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+
+    match tls_files {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("the server failed")?;
+        }
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(std_listener, tls)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .context("the server failed")?;
+        }
+    }
+    drop(stores);
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! The embedded SQLite [`MetaStore`]: one file, WAL, fsync on every commit.
+//!
+//! Connections: one writer behind a mutex (SQLite allows one writer at a
+//! time anyway; serialising in-process avoids busy retries) and a small pool
+//! of reader connections, which in WAL mode read a consistent snapshot while
+//! the writer commits. All database work runs in `spawn_blocking`, never on
+//! the async runtime's threads. Every write is one `BEGIN IMMEDIATE`
+//! transaction; with `synchronous=FULL` its commit is on disk before `Ok`
+//! is returned.
+//!
+//! Change numbers are allocated inside the write transaction
+//! (`UPDATE mailboxes SET cn = cn + n … RETURNING cn`), one per object
+//! touched, so they are gap-free per transaction, unique per mailbox and
+//! only become visible together with the rows they stamp. See
+//! [`schema`] for the tables and indexes.
+
+mod filter;
+mod ops;
+pub(crate) mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{
+    Folder, FolderPatch, Item, Mailbox, MailboxId, MailboxKind, NewFolder, NewItem, Result,
+    StoreError, Tenant, User,
+};
+use crate::meta::MetaStore;
+use crate::query::{DeltaPage, DeltaScope, ListQuery, Page};
+
+/// Reader connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 4;
+/// How long a connection waits for a lock held by another process.
+const BUSY_TIMEOUT_MS: u64 = 10_000;
+/// Items per transaction in [`MetaStore::bulk_insert_items`].
+const BULK_BATCH: usize = 50_000;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(format!("sqlite: {e}"))
+    }
+}
+
+/// Stored time: 100 ns ticks since the Unix epoch (Exchange's precision).
+pub(crate) fn ticks(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 100) as i64
+}
+
+pub(crate) fn from_ticks(t: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 100)
+        .map_err(|e| StoreError::Backend(format!("stored timestamp {t} out of range: {e}")))
+}
+
+/// The SQLite metadata store. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct SqliteMetaStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    /// `None` for an in-memory database: reads share the writer connection.
+    path: Option<PathBuf>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteMetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner.path {
+            Some(p) => write!(f, "SqliteMetaStore({})", p.display()),
+            None => write!(f, "SqliteMetaStore(:memory:)"),
+        }
+    }
+}
+
+fn configure(conn: &Connection, reader: bool) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    // Page cache: 16 MiB per reader, 32 MiB for the single writer (a larger
+    // writer cache measured no faster on 1M-item bulk inserts).
+    if reader {
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16384;")?;
+    } else {
+        conn.execute_batch("PRAGMA cache_size = -32768;")?;
+    }
+    // Unicode case folding for case-insensitive comparisons of values that
+    // have no pre-folded column (categories).
+    conn.create_scalar_function(
+        "casefold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let v: Option<String> = ctx.get(0)?;
+            Ok(v.map(|s| s.to_lowercase()))
+        },
+    )?;
+    Ok(())
+}
+
+fn open_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
+impl SqliteMetaStore {
+    /// Opens (creating if needed) the database file at `path` and migrates
+    /// it to the current schema. Opening does no work proportional to the
+    /// data: no scans, no integrity checks.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        blocking(move || Self::open_blocking(path)).await
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open_with_flags(&path, open_flags())?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "{}: could not enable WAL journal mode (got {mode})",
+                path.display()
+            )));
+        }
+        configure(&conn, false)?;
+        schema::migrate(&mut conn)?;
+        tracing::debug!(path = %path.display(), "opened sqlite meta store");
+        Ok(SqliteMetaStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(conn),
+                path: Some(path),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// A private in-memory database (tests, ephemeral servers).
+    pub async fn open_in_memory() -> Result<Self> {
+        blocking(|| {
+            let mut conn = Connection::open_in_memory()?;
+            configure(&conn, false)?;
+            schema::migrate(&mut conn)?;
+            Ok(SqliteMetaStore {
+                inner: Arc::new(Inner {
+                    writer: Mutex::new(conn),
+                    path: None,
+                    readers: Mutex::new(Vec::new()),
+                }),
+            })
+        })
+        .await
+    }
+
+    /// The database file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Runs `f` in a write transaction (committed when `f` returns `Ok`).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        blocking(move || inner.write(f)).await
+    }
+
+    /// Runs `f` in a read transaction: one consistent snapshot.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        blocking(move || inner.read(f)).await
+    }
+}
+
+impl Inner {
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        // A panic inside a transaction rolls it back when it unwinds, so a
+        // poisoned lock still guards a consistent connection.
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let Some(path) = &self.path else {
+            let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction()?;
+            return f(&tx);
+        };
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(path, open_flags())?;
+                configure(&c, true)?;
+                c
+            }
+        };
+        let out = {
+            let tx = conn.transaction()?;
+            let out = f(&tx);
+            tx.finish()?;
+            out
+        };
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn create_tenant(&self, domain: &str, display_name: &str) -> Result<Tenant> {
+        let (domain, name) = (domain.to_string(), display_name.to_string());
+        self.write(move |tx| ops::create_tenant(tx, &domain, &name))
+            .await
+    }
+
+    async fn get_tenant(&self, id: Uuid) -> Result<Tenant> {
+        self.read(move |tx| ops::get_tenant(tx, id)).await
+    }
+
+    async fn find_tenant(&self, key: &str) -> Result<Tenant> {
+        let key = key.to_string();
+        self.read(move |tx| ops::find_tenant(tx, &key)).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(ops::list_tenants).await
+    }
+
+    async fn create_user(&self, tenant_id: Uuid, upn: &str, display_name: &str) -> Result<User> {
+        let (upn, name) = (upn.to_string(), display_name.to_string());
+        self.write(move |tx| ops::create_user(tx, tenant_id, &upn, &name))
+            .await
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<User> {
+        self.read(move |tx| ops::get_user(tx, id)).await
+    }
+
+    async fn find_user(&self, tenant_id: Option<Uuid>, key: &str) -> Result<User> {
+        let key = key.to_string();
+        self.read(move |tx| ops::find_user(tx, tenant_id, &key))
+            .await
+    }
+
+    async fn list_users(&self, tenant_id: Uuid) -> Result<Vec<User>> {
+        self.read(move |tx| ops::list_users(tx, tenant_id)).await
+    }
+
+    async fn create_mailbox(&self, user_id: Uuid, kind: MailboxKind) -> Result<Mailbox> {
+        self.write(move |tx| ops::create_mailbox(tx, user_id, kind))
+            .await
+    }
+
+    async fn get_mailbox(&self, id: &MailboxId) -> Result<Mailbox> {
+        let id = *id;
+        self.read(move |tx| ops::get_mailbox(tx, &id)).await
+    }
+
+    async fn list_mailboxes(&self, tenant_id: Uuid) -> Result<Vec<Mailbox>> {
+        self.read(move |tx| ops::list_mailboxes(tx, Some(tenant_id), None))
+            .await
+    }
+
+    async fn user_mailboxes(&self, user_id: Uuid) -> Result<Vec<Mailbox>> {
+        self.read(move |tx| ops::list_mailboxes(tx, None, Some(user_id)))
+            .await
+    }
+
+    async fn get_folder(&self, mbx: &MailboxId, id: &str) -> Result<Folder> {
+        let (mbx, id) = (*mbx, id.to_string());
+        self.read(move |tx| ops::get_folder(tx, &mbx, &id)).await
+    }
+
+    async fn resolve_folder(&self, mbx: &MailboxId, id_or_name: &str) -> Result<Folder> {
+        let (mbx, id) = (*mbx, id_or_name.to_string());
+        self.read(move |tx| ops::get_folder(tx, &mbx, &id)).await
+    }
+
+    async fn list_folders(
+        &self,
+        mbx: &MailboxId,
+        parent_id: &str,
+        query: &ListQuery,
+    ) -> Result<Page<Folder>> {
+        let (mbx, parent, query) = (*mbx, parent_id.to_string(), query.clone());
+        self.read(move |tx| ops::list_folders(tx, &mbx, &parent, &query))
+            .await
+    }
+
+    async fn create_folder(
+        &self,
+        mbx: &MailboxId,
+        parent_id: &str,
+        folder: NewFolder,
+    ) -> Result<Folder> {
+        let (mbx, parent) = (*mbx, parent_id.to_string());
+        self.write(move |tx| ops::create_folder(tx, &mbx, &parent, folder))
+            .await
+    }
+
+    async fn update_folder(&self, mbx: &MailboxId, id: &str, patch: FolderPatch) -> Result<Folder> {
+        let (mbx, id) = (*mbx, id.to_string());
+        self.write(move |tx| ops::update_folder(tx, &mbx, &id, patch))
+            .await
+    }
+
+    async fn delete_folder(&self, mbx: &MailboxId, id: &str) -> Result<()> {
+        let (mbx, id) = (*mbx, id.to_string());
+        self.write(move |tx| ops::delete_folder(tx, &mbx, &id))
+            .await
+    }
+
+    async fn get_item(&self, mbx: &MailboxId, id: &str) -> Result<Item> {
+        let (mbx, id) = (*mbx, id.to_string());
+        self.read(move |tx| ops::get_item(tx, &mbx, &id)).await
+    }
+
+    async fn list_items(
+        &self,
+        mbx: &MailboxId,
+        folder_id: &str,
+        query: &ListQuery,
+    ) -> Result<Page<Item>> {
+        let (mbx, folder, query) = (*mbx, folder_id.to_string(), query.clone());
+        self.read(move |tx| ops::list_items(tx, &mbx, &folder, &query))
+            .await
+    }
+
+    async fn create_item(&self, mbx: &MailboxId, folder_id: &str, item: NewItem) -> Result<Item> {
+        let (mbx, folder) = (*mbx, folder_id.to_string());
+        self.write(move |tx| ops::create_item(tx, &mbx, &folder, item))
+            .await
+    }
+
+    async fn replace_item(
+        &self,
+        mbx: &MailboxId,
+        id: &str,
+        expected_change_key: &str,
+        item: NewItem,
+    ) -> Result<Item> {
+        let (mbx, id, ck) = (*mbx, id.to_string(), expected_change_key.to_string());
+        self.write(move |tx| ops::replace_item(tx, &mbx, &id, &ck, item))
+            .await
+    }
+
+    async fn move_item(&self, mbx: &MailboxId, id: &str, to_folder: &str) -> Result<Item> {
+        let (mbx, id, to) = (*mbx, id.to_string(), to_folder.to_string());
+        self.write(move |tx| ops::move_item(tx, &mbx, &id, &to))
+            .await
+    }
+
+    async fn delete_item(&self, mbx: &MailboxId, id: &str) -> Result<()> {
+        let (mbx, id) = (*mbx, id.to_string());
+        self.write(move |tx| ops::delete_item(tx, &mbx, &id)).await
+    }
+
+    async fn bulk_insert_items(
+        &self,
+        mbx: &MailboxId,
+        folder_id: &str,
+        mut items: Box<dyn Iterator<Item = NewItem> + Send>,
+    ) -> Result<u64> {
+        let (mbx, folder) = (*mbx, folder_id.to_string());
+        let inner = self.inner.clone();
+        blocking(move || {
+            let mut total = 0u64;
+            loop {
+                let batch: Vec<NewItem> = items.by_ref().take(BULK_BATCH).collect();
+                if batch.is_empty() {
+                    return Ok(total);
+                }
+                total += inner.write(|tx| ops::bulk_insert(tx, &mbx, &folder, batch))?;
+            }
+        })
+        .await
+    }
+
+    async fn unreferenced_blobs(&self, limit: usize) -> Result<Vec<String>> {
+        self.read(move |tx| ops::unreferenced_blobs(tx, limit))
+            .await
+    }
+
+    async fn forget_blob(&self, hash: &str) -> Result<bool> {
+        let hash = hash.to_string();
+        self.write(move |tx| ops::forget_blob(tx, &hash)).await
+    }
+
+    async fn folder_delta(
+        &self,
+        mbx: &MailboxId,
+        scope: DeltaScope,
+        since_cn: u64,
+        after_cn: u64,
+        limit: usize,
+    ) -> Result<DeltaPage<Folder>> {
+        let mbx = *mbx;
+        self.read(move |tx| ops::folder_delta(tx, &mbx, &scope, since_cn, after_cn, limit))
+            .await
+    }
+
+    async fn item_delta(
+        &self,
+        mbx: &MailboxId,
+        folder_id: &str,
+        since_cn: u64,
+        after_cn: u64,
+        limit: usize,
+    ) -> Result<DeltaPage<Item>> {
+        let (mbx, folder) = (*mbx, folder_id.to_string());
+        self.read(move |tx| ops::item_delta(tx, &mbx, &folder, since_cn, after_cn, limit))
+            .await
+    }
+
+    async fn purge_tombstones(&self, mbx: &MailboxId, older_than_cn: u64) -> Result<u64> {
+        let mbx = *mbx;
+        self.write(move |tx| ops::purge_tombstones(tx, &mbx, older_than_cn))
+            .await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |tx| ops::get_setting(tx, &key)).await
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write(move |tx| ops::put_setting_if_absent(tx, &key, &value))
+            .await
+    }
+}

@@ -5,9 +5,23 @@
 #   2. the end-to-end tests under tests/sdk/, which start the real server binary and
 #      drive it with the official Microsoft Graph Python SDKs (msgraph-sdk and
 #      msgraph-beta-sdk) from a virtualenv this script creates in .venv/.
-# Needs: cargo, cargo-nextest, python3 (3.10+). Installs nothing system-wide.
+# Needs: cargo, cargo-nextest, python3 (3.10+), node/npm; PostgreSQL server binaries
+# (scripts/services.sh apt-installs `postgresql` if initdb is missing). Installs
+# moto and Azurite into ~/.cache/graphbox/services, nothing else system-wide.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The PostgreSQL store tests and the S3 / Azure blob tests need real servers
+# (they fail, never skip, without them). Unless the caller (e.g. .ci/run)
+# provides them, start the throwaway ones of scripts/services.sh and stop
+# them when this script ends.
+if [ -z "${GRAPHBOX_TEST_POSTGRES_URL:-}" ] || [ -z "${GRAPHBOX_TEST_S3_URL:-}" ] \
+   || [ -z "${GRAPHBOX_TEST_AZURE_URL:-}" ]; then
+  echo "== starting PostgreSQL, the S3 emulator and Azurite (scripts/services.sh)"
+  export GRAPHBOX_SERVICES_STATE="${GRAPHBOX_SERVICES_STATE:-$PWD/.services/test-$$}"
+  trap 'bash scripts/services.sh stop' EXIT
+  eval "$(bash scripts/services.sh start)"
+fi
 
 echo "== cargo nextest (workspace)"
 cargo nextest run --workspace --features store/testsuite --no-fail-fast

@@ -24,7 +24,10 @@ async def test_beta_settings_include_archive(world):
 
 async def test_beta_folders_carry_parent_mailbox_url(world):
     client = make_client(world["base"], world["app_token"], beta=True)
-    page = await mbx(client, world["megan"]["primaryMailboxId"]).folders.get()
+    cfg = RequestConfiguration(query_parameters=mbx(client, "x").folders.FoldersRequestBuilderGetQueryParameters(
+        filter="displayName eq 'Inbox'"))
+    page = await mbx(client, world["megan"]["primaryMailboxId"]).folders.get(
+        request_configuration=cfg)
     inbox = next(f for f in page.value if f.well_known_name == "inbox")
     assert inbox.parent_mailbox_url.endswith(world["megan"]["primaryMailboxId"])
 

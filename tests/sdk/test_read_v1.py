@@ -13,6 +13,15 @@ def mbx(client, mailbox_id):
     return client.admin.exchange.mailboxes.by_mailbox_id(mailbox_id)
 
 
+async def all_pages(builder, page):
+    """Follows @odata.nextLink to the end (Graph pages lists by 10 by default)."""
+    values = list(page.value)
+    while page.odata_next_link:
+        page = await builder.with_url(page.odata_next_link).get()
+        values += page.value
+    return values
+
+
 async def test_exchange_settings_gives_primary_mailbox(world):
     client = make_client(world["base"], world["app_token"])
     settings = await client.users.by_user_id("megan@contoso.test").settings.exchange.get()
@@ -39,8 +48,10 @@ async def test_get_mailbox(world):
 
 async def test_list_folders_standard_tree(world):
     client = make_client(world["base"], world["app_token"])
-    page = await mbx(client, world["megan"]["primaryMailboxId"]).folders.get()
-    names = {f.well_known_name: f for f in page.value}
+    folders = mbx(client, world["megan"]["primaryMailboxId"]).folders
+    page = await folders.get()
+    assert len(page.value) == 10 and page.odata_next_link  # Graph's default page size
+    names = {f.well_known_name: f for f in await all_pages(folders, page)}
     for wk in ["inbox", "drafts", "sentitems", "deleteditems", "junkemail", "outbox",
                "archive", "conversationhistory", "calendar", "contacts", "tasks", "notes",
                "journal"]:
@@ -58,10 +69,12 @@ async def test_include_hidden_folders(world):
     client = make_client(world["base"], world["app_token"])
     folders = mbx(client, world["megan"]["primaryMailboxId"]).folders
     url = f"{world['base']}/v1.0/admin/exchange/mailboxes/{world['megan']['primaryMailboxId']}/folders?includeHiddenFolders=true"
-    page = await folders.with_url(url).get()
-    hidden = [f for f in page.value if (f.additional_data or {}).get("isHidden")]
+    listed = await all_pages(folders, await folders.with_url(url).get())
+    hidden = [f for f in listed if (f.additional_data or {}).get("isHidden")]
     assert any(f.well_known_name == "recoverableitemsroot" for f in hidden)
-    root = next(f for f in page.value if f.well_known_name == "recoverableitemsroot")
+    assert not any((f.additional_data or {}).get("isHidden") for f in listed
+                   if f.well_known_name == "inbox")
+    root = next(f for f in listed if f.well_known_name == "recoverableitemsroot")
     kids = await folders.by_mailbox_folder_id(root.id).child_folders.with_url(
         f"{world['base']}/v1.0/admin/exchange/mailboxes/{world['megan']['primaryMailboxId']}/folders/{root.id}/childFolders?includeHiddenFolders=true"
     ).get()
@@ -89,9 +102,10 @@ async def test_folder_by_well_known_name_and_child_folders(world):
     again = await m.folders.by_mailbox_folder_id(inbox.id).get()
     assert again.id == inbox.id
     root = await m.folders.by_mailbox_folder_id("msgfolderroot").get()
-    kids = await m.folders.by_mailbox_folder_id(root.id).child_folders.get()
-    top = await m.folders.get()
-    assert {f.id for f in kids.value} == {f.id for f in top.value}
+    kids_b = m.folders.by_mailbox_folder_id(root.id).child_folders
+    kids = await all_pages(kids_b, await kids_b.get())
+    top = await all_pages(m.folders, await m.folders.get())
+    assert {f.id for f in kids} == {f.id for f in top} and len(top) == 13
     child = await m.folders.by_mailbox_folder_id(root.id).child_folders.by_mailbox_folder_id1(
         inbox.id).get()
     assert child.id == inbox.id

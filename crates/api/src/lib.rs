@@ -37,6 +37,8 @@ pub mod auth;
 pub mod body;
 pub mod delta;
 pub mod error;
+pub mod exim;
+pub mod ingest;
 pub mod odata;
 pub mod path;
 pub mod render;
@@ -64,6 +66,11 @@ pub struct AppState {
     /// slash), e.g. `http://127.0.0.1:8080`: the prefix of `@odata.context`,
     /// `@odata.nextLink`, `@odata.deltaLink` and `parentMailboxUrl`.
     pub public_base_url: String,
+    /// Item content, addressed by BLAKE3. [`AppState::load`] starts with an
+    /// in-memory store; servers set theirs with [`AppState::with_blobs`].
+    pub blobs: Arc<store::BlobStore>,
+    /// Import sessions: lifetime, size limit, token key, import URL base.
+    pub exim: Arc<exim::Exim>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -97,12 +104,33 @@ impl AppState {
     ) -> Result<AppState, StateError> {
         let authority = Authority::load_or_create(meta.as_ref(), issuer_base).await?;
         let delta = DeltaCodec::load_or_create(meta.as_ref()).await?;
+        let public_base_url = public_base_url.into().trim_end_matches('/').to_owned();
+        let exim = exim::Exim::load_or_create(
+            meta.as_ref(),
+            exim::ImportSettings::defaults(&public_base_url),
+        )
+        .await?;
         Ok(AppState {
             meta,
             authority: Arc::new(authority),
             delta: Arc::new(delta),
-            public_base_url: public_base_url.into().trim_end_matches('/').to_owned(),
+            public_base_url,
+            blobs: Arc::new(store::BlobStore::memory()),
+            exim: Arc::new(exim),
         })
+    }
+
+    /// Uses `blobs` for item content (the server's durable blob store).
+    pub fn with_blobs(mut self, blobs: Arc<store::BlobStore>) -> AppState {
+        self.blobs = blobs;
+        self
+    }
+
+    /// Replaces the import settings (session lifetime, size limit, import
+    /// URL base), keeping the token key.
+    pub fn with_import_settings(mut self, settings: exim::ImportSettings) -> AppState {
+        self.exim = Arc::new(self.exim.with_settings(settings));
+        self
     }
 }
 

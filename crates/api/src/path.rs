@@ -67,6 +67,8 @@ pub enum Tail {
     ItemDelta,
     /// `…/items/{id}`.
     Item(String),
+    /// `…/$ref` of the last folder of the chain (DELETE only).
+    FolderRef,
 }
 
 /// A parsed resource path.
@@ -76,6 +78,10 @@ pub enum Resource {
     ExchangeSettings(UserKey),
     /// `/admin/exchange/mailboxes/{id}`.
     Mailbox(String),
+    /// `/admin/exchange/mailboxes/{id}/exportItems` (also `microsoft.graph.exportItems`).
+    ExportItems(String),
+    /// `/admin/exchange/mailboxes/{id}/createImportSession`.
+    CreateImportSession(String),
     /// Folders and items of a mailbox. `chain` is the folder path: the first
     /// element from `folders/{id}`, the rest from `childFolders/{id}`.
     Folders {
@@ -222,6 +228,15 @@ pub fn parse_resource(rest: &str) -> Result<Resource, ApiError> {
     let Some(next) = it.next() else {
         return Ok(Resource::Mailbox(mailbox));
     };
+    if next.key.is_none() {
+        let action = next.raw.to_ascii_lowercase();
+        let action = action.strip_prefix("microsoft.graph.").unwrap_or(&action);
+        match action {
+            "exportitems" => return finish(it, Resource::ExportItems(mailbox)),
+            "createimportsession" => return finish(it, Resource::CreateImportSession(mailbox)),
+            _ => {}
+        }
+    }
     if !is(&next, "folders") {
         return Err(unknown(&next));
     }
@@ -276,6 +291,16 @@ pub fn parse_resource(rest: &str) -> Result<Resource, ApiError> {
                 });
             }
             Some(s) if is(&s, "childFolders") => nav = s,
+            Some(s) if s.raw == "$ref" => {
+                return finish(
+                    it,
+                    Resource::Folders {
+                        mailbox,
+                        chain,
+                        tail: Tail::FolderRef,
+                    },
+                );
+            }
             Some(mut s) if is(&s, "items") => {
                 let tail = match s.key.take() {
                     Some(k) => Tail::Item(k),

@@ -25,6 +25,8 @@ use crate::odata::{
 use crate::path::{Resource, Tail, UserKey, Version, parse_resource, split_version};
 use crate::render::{self, Collection, FolderView, Obj};
 
+mod writes;
+
 /// Characters escaped in key segments of `@odata.context` (`'megan%40contoso.com'`).
 const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -52,11 +54,26 @@ struct Ctx<'a> {
 
 async fn handle(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let raw_path = req.uri().path().to_owned();
+    if crate::exim::is_import_path(&raw_path) {
+        if req.method() != Method::POST {
+            return Err(ApiError::method_not_allowed(req.method().as_str(), "POST"));
+        }
+        let query = req.uri().query().map(str::to_owned);
+        let (parts, body) = req.into_parts();
+        return crate::exim::import_item(state, &raw_path, query.as_deref(), &parts.headers, body)
+            .await;
+    }
     let (version, rest) = split_version(&raw_path)?;
     let principal = state.authority.authenticate(req.headers())?;
     let resource = parse_resource(rest)?;
-    if req.method() != Method::GET {
-        return Err(ApiError::method_not_allowed(req.method().as_str(), "GET"));
+    let method = req.method().clone();
+    let allowed = allowed_methods(&resource);
+    if !allowed.contains(&method) {
+        let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        return Err(ApiError::method_not_allowed(
+            method.as_str(),
+            &list.join(", "),
+        ));
     }
     let ctx = Ctx {
         state,
@@ -66,14 +83,37 @@ async fn handle(state: &AppState, req: Request) -> Result<Response, ApiError> {
         raw_query: req.uri().query().map(str::to_owned),
         headers: req.headers().clone(),
     };
+    let body = req.into_body();
     match resource {
         Resource::ExchangeSettings(user) => ctx.exchange_settings(user).await,
         Resource::Mailbox(key) => ctx.mailbox(&key).await,
+        Resource::ExportItems(key) => ctx.export_items(&key, body).await,
+        Resource::CreateImportSession(key) => ctx.create_import_session(&key, body).await,
+        Resource::Folders {
+            mailbox,
+            chain,
+            tail,
+        } if method != Method::GET => ctx.folder_write(&mailbox, chain, tail, method, body).await,
         Resource::Folders {
             mailbox,
             chain,
             tail,
         } => ctx.folders(&mailbox, chain, tail).await,
+    }
+}
+
+/// The methods each resource answers.
+fn allowed_methods(r: &Resource) -> &'static [Method] {
+    match r {
+        Resource::ExchangeSettings(_) | Resource::Mailbox(_) => &[Method::GET],
+        Resource::ExportItems(_) | Resource::CreateImportSession(_) => &[Method::POST],
+        Resource::Folders { tail, .. } => match tail {
+            Tail::ChildList => &[Method::GET, Method::POST],
+            Tail::Folder => &[Method::GET, Method::PATCH, Method::DELETE],
+            Tail::FolderRef => &[Method::DELETE],
+            Tail::Item(_) => &[Method::GET, Method::DELETE],
+            _ => &[Method::GET],
+        },
     }
 }
 
@@ -288,6 +328,7 @@ impl Ctx<'_> {
             Tail::ItemList | Tail::ItemCount | Tail::ItemDelta | Tail::Item(_) => {
                 Operation::ReadItems
             }
+            Tail::FolderRef => Operation::WriteFolders,
         };
         self.principal.require(op)?;
         let mbx = self.resolve_mailbox(mailbox).await?;
@@ -368,6 +409,7 @@ impl Ctx<'_> {
                 self.get_item(&mbx, &f, &id, &format!("{ctx_path}/items"))
                     .await
             }
+            Tail::FolderRef => Err(ApiError::method_not_allowed("GET", "DELETE")),
         }
     }
 

@@ -73,14 +73,15 @@ async fn unknown_paths_and_methods() {
         .expect(404, "UnknownRequest");
     let r = env
         .request(
-            "DELETE",
+            "PUT",
             &env.mp(&env.mbx, "/folders/inbox/items/abc"),
             Some(&t),
             &[],
         )
         .await
         .expect(405, "notAllowed");
-    assert_eq!(r.header("allow"), Some("GET"));
+    // Items answer GET and (issue 4) DELETE.
+    assert_eq!(r.header("allow"), Some("GET, DELETE"));
     env.request("PUT", &env.mp(&env.mbx, "/folders"), Some(&t), &[])
         .await
         .expect(405, "notAllowed");

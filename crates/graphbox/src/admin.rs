@@ -10,19 +10,25 @@ use crate::cli::{AdminCmd, Global, ItemCmd, MailboxCmd, SeedArgs, TenantCmd, Use
 use crate::config::{self, Stores};
 
 pub async fn run(global: Global, cmd: AdminCmd) -> anyhow::Result<()> {
-    let stores = config::open_stores(&config::data_dir(&global)?).await?;
+    let stores = config::open_configured_stores(&global).await?;
     match cmd {
         AdminCmd::Tenant(c) => tenant(&stores, c).await,
-        AdminCmd::User(c) => user(&stores, c).await,
+        AdminCmd::User(c) => user(&global, &stores, c).await,
+        AdminCmd::App(c) => crate::identity_cmd::app(&global, stores.meta.as_ref(), c).await,
+        AdminCmd::Consent(c) => crate::identity_cmd::consent(&global, c).await,
         AdminCmd::Mailbox(c) => mailbox(&stores, c).await,
         AdminCmd::Seed(args) => seed(&stores, args).await,
+        AdminCmd::Check => crate::check::run(&stores).await,
         AdminCmd::Item(c) => item(&stores, c).await,
     }
 }
 
 fn print(json: bool, value: serde_json::Value, text: String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(&value).expect("JSON values serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("JSON values serialize")
+        );
     } else {
         println!("{text}");
     }
@@ -50,7 +56,11 @@ async fn tenant(stores: &Stores, cmd: TenantCmd) -> anyhow::Result<()> {
                 .map(|t| format!("{}  {}  {}", t.id, t.domain, t.display_name))
                 .collect::<Vec<_>>()
                 .join("\n");
-            print(json, json!(all.iter().map(tenant_json).collect::<Vec<_>>()), text);
+            print(
+                json,
+                json!(all.iter().map(tenant_json).collect::<Vec<_>>()),
+                text,
+            );
         }
     }
     Ok(())
@@ -61,9 +71,9 @@ fn tenant_json(t: &store::Tenant) -> serde_json::Value {
 }
 
 async fn find_tenant(meta: &dyn MetaStore, key: &str) -> anyhow::Result<store::Tenant> {
-    meta.find_tenant(key).await.with_context(|| {
-        format!("no tenant {key:?} (list them with `graphbox admin tenant list`)")
-    })
+    meta.find_tenant(key)
+        .await
+        .with_context(|| format!("no tenant {key:?} (list them with `graphbox admin tenant list`)"))
 }
 
 pub async fn find_user(
@@ -94,7 +104,7 @@ async fn user_json(meta: &dyn MetaStore, u: &store::User) -> anyhow::Result<serd
     Ok(v)
 }
 
-async fn user(stores: &Stores, cmd: UserCmd) -> anyhow::Result<()> {
+async fn user(global: &Global, stores: &Stores, cmd: UserCmd) -> anyhow::Result<()> {
     let meta = stores.meta.as_ref();
     match cmd {
         UserCmd::Create {
@@ -102,8 +112,12 @@ async fn user(stores: &Stores, cmd: UserCmd) -> anyhow::Result<()> {
             upn,
             name,
             archive,
+            password,
             json,
         } => {
+            if let Some(p) = &password {
+                identity::admin::hash_password(p)?;
+            }
             let t = find_tenant(meta, &tenant).await?;
             let name = name.unwrap_or_else(|| upn.split('@').next().unwrap_or(&upn).to_string());
             let u = meta
@@ -114,14 +128,50 @@ async fn user(stores: &Stores, cmd: UserCmd) -> anyhow::Result<()> {
             if archive {
                 meta.create_mailbox(u.id, MailboxKind::Archive).await?;
             }
+            if let Some(p) = &password {
+                crate::identity_cmd::set_password(global, u.id, p).await?;
+            }
             let v = user_json(meta, &u).await?;
-            print(json, v.clone(), format!("created user {} ({})", u.upn, u.id));
+            print(
+                json,
+                v.clone(),
+                format!("created user {} ({})", u.upn, u.id),
+            );
             if !json {
-                println!("primary mailbox: {}", v["primaryMailboxId"].as_str().unwrap_or(""));
+                println!(
+                    "primary mailbox: {}",
+                    v["primaryMailboxId"].as_str().unwrap_or("")
+                );
                 if let Some(a) = v["archiveMailboxId"].as_str() {
                     println!("archive mailbox: {a}");
                 }
             }
+        }
+        UserCmd::SetPassword {
+            user,
+            password,
+            json,
+        } => {
+            let u = find_user(meta, None, &user).await?;
+            crate::identity_cmd::set_password(global, u.id, &password).await?;
+            print(
+                json,
+                json!({"id": u.id, "passwordSet": true}),
+                format!("password set for {}", u.upn),
+            );
+        }
+        UserCmd::SetAdmin { user, off, json } => {
+            let u = find_user(meta, None, &user).await?;
+            crate::identity_cmd::set_admin(global, u.id, !off).await?;
+            print(
+                json,
+                json!({"id": u.id, "isAdmin": !off}),
+                format!(
+                    "{} is {}an administrator",
+                    u.upn,
+                    if off { "not " } else { "" }
+                ),
+            );
         }
         UserCmd::List { tenant, json } => {
             let t = find_tenant(meta, &tenant).await?;
@@ -161,10 +211,9 @@ async fn mailbox(stores: &Stores, cmd: MailboxCmd) -> anyhow::Result<()> {
             } else {
                 MailboxKind::Primary
             };
-            let m = meta
-                .create_mailbox(u.id, kind)
-                .await
-                .with_context(|| format!("cannot create a {} mailbox for {}", kind.as_str(), u.upn))?;
+            let m = meta.create_mailbox(u.id, kind).await.with_context(|| {
+                format!("cannot create a {} mailbox for {}", kind.as_str(), u.upn)
+            })?;
             print(json, mailbox_json(&m), format!("created mailbox {}", m.id));
         }
         MailboxCmd::List { tenant, json } => {
@@ -175,7 +224,11 @@ async fn mailbox(stores: &Stores, cmd: MailboxCmd) -> anyhow::Result<()> {
                 .map(|m| format!("{}  {}  user {}", m.id, m.kind.as_str(), m.user_id))
                 .collect::<Vec<_>>()
                 .join("\n");
-            print(json, json!(all.iter().map(mailbox_json).collect::<Vec<_>>()), text);
+            print(
+                json,
+                json!(all.iter().map(mailbox_json).collect::<Vec<_>>()),
+                text,
+            );
         }
     }
     Ok(())
@@ -200,7 +253,11 @@ async fn seed(stores: &Stores, args: SeedArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("no folder {:?} in {mbx}", args.folder))?;
     let started = std::time::Instant::now();
-    let n = crate::ingest::seed_folder(stores, &mbx, &folder, args.items, args.seed).await?;
+    let n = if args.shared_content {
+        crate::ingest::seed_folder_shared(stores, &mbx, &folder, args.items, args.seed).await?
+    } else {
+        crate::ingest::seed_folder(stores, &mbx, &folder, args.items, args.seed).await?
+    };
     let secs = started.elapsed().as_secs_f64();
     print(
         args.json,

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "graphbox", version, about = "A Microsoft Graph mailbox import/export server and its tools")]
+#[command(
+    name = "graphbox",
+    version,
+    about = "A Microsoft Graph mailbox import/export server and its tools"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -19,6 +23,15 @@ pub struct Global {
     /// Where the embedded store keeps its data (SQLite metadata and blob files).
     #[arg(long, global = true, env = "GRAPHBOX_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Metadata store URL: sqlite://PATH (default: sqlite://<data-dir>/meta.sqlite)
+    /// or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (shared by many instances).
+    #[arg(long, global = true, env = "GRAPHBOX_META", value_name = "URL")]
+    pub meta: Option<String>,
+    /// Blob store URL: file:///PATH (default: file://<data-dir>/blobs),
+    /// s3://BUCKET/PREFIX (AWS_* environment), az://CONTAINER/PREFIX (AZURE_*
+    /// environment) or memory:// (lost at exit).
+    #[arg(long, global = true, env = "GRAPHBOX_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
     /// Optional TOML configuration file (flags and environment variables win over it).
     #[arg(long, global = true, env = "GRAPHBOX_CONFIG")]
     pub config: Option<PathBuf>,
@@ -61,6 +74,20 @@ pub struct ServeArgs {
     /// On first start, seed a demo tenant with users and realistic content.
     #[arg(long, env = "GRAPHBOX_DEMO")]
     pub demo: bool,
+    /// Lifetime of import sessions (createImportSession), in seconds.
+    #[arg(long, env = "GRAPHBOX_IMPORT_SESSION_SECS", default_value_t = 3600)]
+    pub import_session_secs: u32,
+    /// Largest item accepted by import, in bytes of FTS data (larger → 413).
+    #[arg(long, env = "GRAPHBOX_MAX_IMPORT_BYTES", default_value_t = 150 * 1024 * 1024)]
+    pub max_import_bytes: u64,
+    /// Base URL of import URLs, when imports reach this server at another
+    /// address than the Graph API (default: the public URL).
+    #[arg(long, env = "GRAPHBOX_IMPORT_URL")]
+    pub import_url: Option<String>,
+    /// Seconds between runs of the blob collector (0 disables the periodic run;
+    /// deletes still trigger it).
+    #[arg(long, env = "GRAPHBOX_COLLECT_SECS", default_value_t = 300)]
+    pub collect_secs: u64,
 }
 
 #[derive(Args, Debug)]
@@ -96,11 +123,21 @@ pub enum AdminCmd {
     /// Users (each gets a primary mailbox).
     #[command(subcommand)]
     User(UserCmd),
+    /// App registrations: credentials and requested permissions.
+    #[command(subcommand)]
+    App(crate::identity_cmd::AppCmd),
+    /// Admin consent for an app's permissions.
+    #[command(subcommand)]
+    Consent(crate::identity_cmd::ConsentCmd),
     /// Mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
     /// Add N generated realistic items to a mailbox folder (tests, benchmarks).
     Seed(SeedArgs),
+    /// Check the store's integrity: folder counters against rows, blob
+    /// reference counts against items, every referenced blob present and
+    /// matching its hash. Exits non-zero on any problem.
+    Check,
     /// Items.
     #[command(subcommand)]
     Item(ItemCmd),
@@ -136,12 +173,35 @@ pub enum UserCmd {
         /// Also create an in-place archive mailbox.
         #[arg(long)]
         archive: bool,
+        /// Sign-in password (stored argon2-hashed; at least 8 characters).
+        #[arg(long)]
+        password: Option<String>,
         #[arg(long)]
         json: bool,
     },
     List {
         #[arg(long)]
         tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's sign-in password (stored argon2-hashed).
+    SetPassword {
+        /// User id or userPrincipalName.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a user an administrator (may grant admin consent), or not (--off).
+    SetAdmin {
+        /// User id or userPrincipalName.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        off: bool,
         #[arg(long)]
         json: bool,
     },
@@ -179,6 +239,11 @@ pub struct SeedArgs {
     /// Seed for the generator (the same seed gives the same items).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Store one generated item's content once and add N item rows that share
+    /// it (distinct ids and timestamps): fast metadata-scale seeding for
+    /// benchmarks of listing and delta.
+    #[arg(long)]
+    pub shared_content: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -14,6 +14,8 @@ use crate::cli::{Global, ServeArgs};
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub meta: Option<String>,
+    pub blobs: Option<String>,
     pub listen: Option<String>,
     pub public_url: Option<String>,
     pub tls: Option<bool>,
@@ -34,7 +36,7 @@ pub fn load_file(global: &Global) -> anyhow::Result<FileConfig> {
         .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
     toml::from_str(&text).with_context(|| {
         format!(
-            "the configuration file {} is not valid (keys: data-dir, listen, public-url, tls, tls-cert, tls-key, demo, log-format)",
+            "the configuration file {} is not valid (keys: data-dir, meta, blobs, listen, public-url, tls, tls-cert, tls-key, demo, log-format)",
             path.display()
         )
     })
@@ -104,22 +106,111 @@ pub struct Stores {
     pub blobs: Arc<store::BlobStore>,
 }
 
-pub async fn open_stores(data_dir: &Path) -> anyhow::Result<Stores> {
-    std::fs::create_dir_all(data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {} (choose another with --data-dir)",
-            data_dir.display()
-        )
-    })?;
-    let db = data_dir.join("meta.sqlite");
-    let meta = store::SqliteMetaStore::open(&db)
-        .await
-        .with_context(|| format!("cannot open the metadata store {}", db.display()))?;
-    let blob_dir = data_dir.join("blobs");
-    let blobs = store::BlobStore::local(&blob_dir)
-        .with_context(|| format!("cannot open the blob store {}", blob_dir.display()))?;
+/// The stores selected by `--meta` / `--blobs` (or `GRAPHBOX_META` /
+/// `GRAPHBOX_BLOBS`, or the `meta` / `blobs` keys of the file), defaulting to
+/// the embedded ones in the data directory. Both are connected and checked
+/// here: a wrong URL, an unreachable database or a missing bucket fails at
+/// start, not at the first request.
+pub async fn open_configured_stores(global: &Global) -> anyhow::Result<Stores> {
+    let file = load_file(global)?;
+    let data_dir = global
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let meta = global.meta.clone().or(file.meta);
+    let blobs = global.blobs.clone().or(file.blobs);
+    open_store_urls(&data_dir, meta.as_deref(), blobs.as_deref()).await
+}
+
+/// What a metadata store URL selects.
+#[derive(Debug, PartialEq)]
+pub enum MetaUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Parses `--meta`: `sqlite://PATH` (`sqlite:///abs/path` or
+/// `sqlite://relative/path`) or `postgres://…` / `postgresql://…`.
+pub fn parse_meta_url(url: &str) -> anyhow::Result<MetaUrl> {
+    let url = url.trim();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            anyhow::bail!(
+                "the metadata store URL {url:?} has no file path (e.g. sqlite:///var/lib/graphbox/meta.sqlite)"
+            );
+        }
+        return Ok(MetaUrl::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(MetaUrl::Postgres(url.to_string()));
+    }
+    anyhow::bail!(
+        "unsupported metadata store URL {:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+        redact(url)
+    )
+}
+
+/// `url` without its password (URLs end up in error messages and logs).
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => url.split('@').next_back().unwrap_or_default().to_string(),
+    }
+}
+
+pub async fn open_store_urls(
+    data_dir: &Path,
+    meta_url: Option<&str>,
+    blob_url: Option<&str>,
+) -> anyhow::Result<Stores> {
+    let meta_url = meta_url.map(parse_meta_url).transpose()?;
+    let uses_data_dir = meta_url.is_none() || blob_url.is_none();
+    if uses_data_dir {
+        std::fs::create_dir_all(data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {} (choose another with --data-dir)",
+                data_dir.display()
+            )
+        })?;
+    }
+    let meta: Arc<dyn store::MetaStore> = match meta_url {
+        None => {
+            let db = data_dir.join("meta.sqlite");
+            Arc::new(
+                store::SqliteMetaStore::open(&db)
+                    .await
+                    .with_context(|| format!("cannot open the metadata store {}", db.display()))?,
+            )
+        }
+        Some(MetaUrl::Sqlite(db)) => Arc::new(
+            store::SqliteMetaStore::open(&db)
+                .await
+                .with_context(|| format!("cannot open the metadata store {}", db.display()))?,
+        ),
+        Some(MetaUrl::Postgres(url)) => Arc::new(
+            store::PgMetaStore::open(&url)
+                .await
+                .with_context(|| format!("cannot open the metadata store {}", redact(&url)))?,
+        ),
+    };
+    let blobs = match blob_url {
+        None => {
+            let blob_dir = data_dir.join("blobs");
+            store::BlobStore::local(&blob_dir)
+                .with_context(|| format!("cannot open the blob store {}", blob_dir.display()))?
+        }
+        Some(url) => store::BlobStore::connect(url)
+            .await
+            .with_context(|| format!("cannot open the blob store {}", redact(url)))?,
+    };
     Ok(Stores {
-        meta: Arc::new(meta),
+        meta,
         blobs: Arc::new(blobs),
     })
 }

@@ -25,7 +25,12 @@ const MEGAN: &[(&str, u64)] = &[
 const MEGAN_ARCHIVE: &[(&str, u64)] = &[("inbox", 20)];
 const ALEX: &[(&str, u64)] = &[("inbox", 40), ("calendar", 10)];
 
-async fn seed(stores: &Stores, mbx: &store::MailboxId, plan: &[(&str, u64)], seed: u64) -> anyhow::Result<u64> {
+async fn seed(
+    stores: &Stores,
+    mbx: &store::MailboxId,
+    plan: &[(&str, u64)],
+    seed: u64,
+) -> anyhow::Result<u64> {
     let mut total = 0;
     for (i, (folder, n)) in plan.iter().enumerate() {
         let f = stores.meta.resolve_folder(mbx, folder).await?;

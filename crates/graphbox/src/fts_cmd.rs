@@ -55,8 +55,9 @@ pub fn run(cmd: FtsCmd) -> anyhow::Result<()> {
         }
         FtsCmd::Encode { file, base64 } => {
             let text = read_input(&file)?;
-            let value: serde_json::Value = serde_json::from_slice(&text)
-                .context("the input is not JSON (it should be the output of `graphbox fts decode`)")?;
+            let value: serde_json::Value = serde_json::from_slice(&text).context(
+                "the input is not JSON (it should be the output of `graphbox fts decode`)",
+            )?;
             let decoded = mapi::json::from_json(&value).map_err(|e| anyhow::anyhow!("{e}"))?;
             let bytes = fts::encode(&decoded);
             let mut out = std::io::stdout().lock();

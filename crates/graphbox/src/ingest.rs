@@ -4,52 +4,11 @@
 
 use anyhow::Context;
 use bytes::Bytes;
-use store::{BlobRef, ExtProp, ExtValue, Folder, MailboxId, NewItem};
-use time::OffsetDateTime;
+use store::{Folder, MailboxId};
 
 use crate::config::Stores;
 
-/// Extended-property values longer than this are not indexed for `$expand`
-/// (bodies and attachment data are what exportItems is for).
-pub const MAX_INDEXED_VALUE: usize = 16 * 1024;
-
-/// The metadata of one item, extracted from its FTS.
-pub fn metadata(content: &fts::MessageContent, fts_len: usize, blob: BlobRef) -> NewItem {
-    let view = mapi::MessageView::new(content);
-    let now = OffsetDateTime::now_utc();
-    let created = view.creation_datetime().unwrap_or(now);
-    let modified = view.last_modification_datetime().unwrap_or(created);
-    let (single, multi) = mapi::extprop::extended_properties(content);
-    let mut ext_props: Vec<ExtProp> = single
-        .into_iter()
-        .filter(|p| p.value.len() <= MAX_INDEXED_VALUE)
-        .map(|p| ExtProp {
-            id: p.id,
-            value: ExtValue::Single(p.value),
-        })
-        .collect();
-    ext_props.extend(
-        multi
-            .into_iter()
-            .filter(|p| p.value.iter().map(String::len).sum::<usize>() <= MAX_INDEXED_VALUE)
-            .map(|p| ExtProp {
-                id: p.id,
-                value: ExtValue::Multi(p.value),
-            }),
-    );
-    NewItem {
-        class: view.message_class().unwrap_or_else(|| "IPM.Note".to_owned()),
-        size: view
-            .message_size()
-            .map(i64::from)
-            .unwrap_or(fts_len as i64),
-        created,
-        modified,
-        categories: view.categories(),
-        blob,
-        ext_props,
-    }
-}
+pub use api::ingest::metadata;
 
 /// The folder class a demo item kind belongs in.
 fn kind_for_class(class: &str) -> mapi::demo::DemoKind {
@@ -107,4 +66,47 @@ pub async fn seed_folder(
         done += take as u64;
     }
     Ok(done)
+}
+
+/// Adds `n` item rows that all share the content of one generated item of the
+/// folder's kind (stored once; its reference count becomes `n`). Each row gets
+/// its own id, change key and creation time (one second apart), so listing,
+/// ordering, filtering and delta behave as with distinct items.
+pub async fn seed_folder_shared(
+    stores: &Stores,
+    mbx: &MailboxId,
+    folder: &Folder,
+    n: u64,
+    seed: u64,
+) -> anyhow::Result<u64> {
+    let Some(item) = mapi::demo::stream(
+        seed,
+        mapi::demo::DEFAULT_BASE,
+        Some(kind_for_class(&folder.class)),
+    )
+    .next() else {
+        anyhow::bail!("the demo generator produced no item");
+    };
+    let root = fts::Root::MessageContent(item.builder.build());
+    let bytes = Bytes::from(fts::write_frames(
+        &fts::FrameHeader::default(),
+        &fts::encode_fts(&root),
+        fts::frame::DEFAULT_CHUNK,
+    ));
+    let blob = stores.blobs.put(bytes.clone()).await?;
+    let fts::Root::MessageContent(content) = &root else {
+        unreachable!("built as a messageContent root")
+    };
+    let template = metadata(content, bytes.len(), blob);
+    let rows = (0..n).map(move |i| {
+        let mut row = template.clone();
+        row.created += time::Duration::seconds(i as i64);
+        row.modified = row.created;
+        row
+    });
+    stores
+        .meta
+        .bulk_insert_items(mbx, &folder.id, Box::new(rows))
+        .await
+        .context("cannot store the seeded items")
 }

@@ -33,6 +33,7 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
@@ -49,8 +50,7 @@ fn self_signed(data_dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let generated = rcgen::generate_simple_self_signed(vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -90,7 +90,7 @@ pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
     let cfg: ServeConfig = config::resolve_serve(&global, &args)?;
     init_logging(&cfg.log_format);
     let started = std::time::Instant::now();
-    let stores = config::open_stores(&cfg.data_dir).await?;
+    let stores = config::open_configured_stores(&global).await?;
 
     let addr: SocketAddr = cfg.listen.parse().with_context(|| {
         format!(
@@ -120,7 +120,36 @@ pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
     let issuer = issuer_base(stores.meta.as_ref(), Some(&base)).await?;
     let state = api::AppState::load(stores.meta.clone(), base.clone(), issuer)
         .await
-        .context("cannot load the server's keys from the store")?;
+        .context("cannot load the server's keys from the store")?
+        .with_blobs(stores.blobs.clone())
+        .with_import_settings(api::exim::ImportSettings {
+            session_lifetime: time::Duration::seconds(i64::from(args.import_session_secs)),
+            max_item_size: args.max_import_bytes,
+            import_base_url: args
+                .import_url
+                .clone()
+                .unwrap_or_else(|| base.clone())
+                .trim_end_matches('/')
+                .to_owned(),
+        });
+    if args.collect_secs > 0 {
+        let (meta, blobs, gate) = (
+            state.meta.clone(),
+            state.blobs.clone(),
+            state.exim.gate.clone(),
+        );
+        let every = std::time::Duration::from_secs(args.collect_secs);
+        tokio::spawn(async move {
+            loop {
+                match api::exim::collect_garbage(meta.as_ref(), &blobs, &gate).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(reclaimed = n, "blob collector"),
+                    Err(e) => tracing::warn!(error = %e, "blob collector failed; retrying later"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
 
     let tls_files = if cfg.tls {
         Some(match (&cfg.tls_cert, &cfg.tls_key) {
@@ -132,11 +161,37 @@ pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
     };
 
     if cfg.demo {
-        crate::demo::ensure(&stores, &state, &base, tls_files.as_ref().map(|(c, _)| c.as_path()))
-            .await?;
+        crate::demo::ensure(
+            &stores,
+            &state,
+            &base,
+            tls_files.as_ref().map(|(c, _)| c.as_path()),
+        )
+        .await?;
     }
 
-    let app = api::router(state);
+    // The identity authority (OAuth 2.0 / OpenID Connect under /{tenant}/),
+    // signing with the same authority the Graph side validates with.
+    let directory =
+        crate::identity_cmd::open_directory_at(global.meta.as_deref(), &cfg.data_dir).await?;
+    let identity_router = match directory {
+        Some(directory) => Some(identity::router(identity::IdentityState::new(
+            stores.meta.clone(),
+            directory,
+            state.authority.clone(),
+            base.clone(),
+        ))),
+        None => {
+            tracing::warn!(
+                "the identity endpoints are off: their directory needs the SQLite metadata store"
+            );
+            None
+        }
+    };
+    let mut app = api::router(state);
+    if let Some(r) = identity_router {
+        app = app.merge(r);
+    }
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
         elapsed_ms = started.elapsed().as_millis() as u64,

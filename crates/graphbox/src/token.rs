@@ -10,7 +10,7 @@ use crate::cli::{Global, TokenArgs};
 use crate::config;
 
 /// The client id `graphbox token` puts in tokens when no --app is given.
-const CLI_CLIENT_ID: uuid::Uuid = uuid::Uuid::from_u128(0x6a7c1e1b_0b1d_4c57_9a0f_67726170_6862);
+const CLI_CLIENT_ID: uuid::Uuid = uuid::Uuid::from_u128(0x6a7c_1e1b_0b1d_4c57_9a0f_6772_6170_6862);
 
 /// Splits a permission list given with spaces and/or commas.
 fn split_list(s: &str) -> Vec<String> {
@@ -21,14 +21,17 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 pub async fn run(global: Global, args: TokenArgs) -> anyhow::Result<()> {
-    let stores = config::open_stores(&config::data_dir(&global)?).await?;
+    let stores = config::open_configured_stores(&global).await?;
     let meta = stores.meta.as_ref();
     let issuer = crate::serve::issuer_base(meta, None).await?;
     let authority = api::auth::Authority::load_or_create(meta, issuer)
         .await
         .context("cannot load the server's signing key")?;
     let tenant = meta.find_tenant(&args.tenant).await.with_context(|| {
-        format!("no tenant {:?} (list them with `graphbox admin tenant list`)", args.tenant)
+        format!(
+            "no tenant {:?} (list them with `graphbox admin tenant list`)",
+            args.tenant
+        )
     })?;
     let grant = match (&args.user, &args.app) {
         (Some(user), _) => {

@@ -340,107 +340,106 @@ pub fn items_at(seed: u64, n: usize, base: FileTime) -> Vec<DemoItem> {
 /// notes); without, the mix of [`items_at`].
 pub fn stream(seed: u64, base: FileTime, kind: Option<DemoKind>) -> impl Iterator<Item = DemoItem> {
     let mut rng = Rng::new(seed);
-    (0u64..)
-        .map(move |i| {
-            let i = i as usize;
-            let t = FileTime(base.0 + rng.below(90 * DAY / MINUTE) * MINUTE + i as u64 * SECOND);
-            let roll = match kind {
-                None => rng.below(100),
-                Some(DemoKind::Mail) => 0,
-                Some(DemoKind::Appointment) => 70,
-                Some(DemoKind::Contact) => 82,
-                Some(DemoKind::Task) => 90,
-                Some(DemoKind::Note) => 96,
-            };
-            if roll < 70 {
-                let (builder, sent) = mail(&mut rng, t, 0, i as u64);
-                DemoItem {
-                    kind: DemoKind::Mail,
-                    folder: if sent { "sentitems" } else { "inbox" },
-                    builder,
-                }
-            } else if roll < 82 {
-                let start = FileTime(t.0 + rng.below(14) * DAY + (8 + rng.below(9)) * HOUR);
-                let end = FileTime(start.0 + (1 + rng.below(4)) * 30 * MINUTE);
-                let attendees = rng.below(5) as usize;
-                let a = Appointment {
-                    subject: topic(&mut rng),
-                    start,
-                    end,
-                    location: rng.chance(80).then(|| rng.pick(LOCATIONS).to_string()),
-                    organizer: person(&mut rng),
-                    required: (0..attendees).map(|_| person(&mut rng)).collect(),
-                    optional: (0..rng.below(2)).map(|_| person(&mut rng)).collect(),
-                    body: rng.chance(50).then(|| paragraph(&mut rng, 3)),
-                    created: t,
-                    all_day: rng.chance(5),
-                };
-                DemoItem {
-                    kind: DemoKind::Appointment,
-                    folder: "calendar",
-                    builder: builder::calendar_item(&a),
-                }
-            } else if roll < 90 {
-                let p = person(&mut rng);
-                let (given, surname) = p.name.split_once(' ').unwrap_or((&p.name, ""));
-                let phone = |rng: &mut Rng| format!("+1 425 555 {:04}", rng.below(10_000));
-                let c = Contact {
-                    given_name: given.to_owned(),
-                    surname: surname.to_owned(),
-                    email: p.email.clone(),
-                    company: rng.chance(80).then(|| rng.pick(COMPANIES).to_string()),
-                    job_title: rng.chance(60).then(|| rng.pick(TITLES).to_string()),
-                    business_phone: rng.chance(70).then(|| phone(&mut rng)),
-                    mobile_phone: rng.chance(50).then(|| phone(&mut rng)),
-                    home_phone: rng.chance(20).then(|| phone(&mut rng)),
-                    created: t,
-                };
-                DemoItem {
-                    kind: DemoKind::Contact,
-                    folder: "contacts",
-                    builder: builder::contact(&c),
-                }
-            } else if roll < 96 {
-                let status = *rng.pick(&[
-                    task_status::NOT_STARTED,
-                    task_status::IN_PROGRESS,
-                    task_status::COMPLETE,
-                    task_status::WAITING,
-                ]);
-                let tk = Task {
-                    subject: format!("Follow up: {}", topic(&mut rng)),
-                    start: Some(t),
-                    due: rng
-                        .chance(80)
-                        .then(|| FileTime(t.0 + (1 + rng.below(30)) * DAY)),
-                    status,
-                    percent_complete: match status {
-                        task_status::COMPLETE => 1.0,
-                        task_status::NOT_STARTED => 0.0,
-                        _ => 0.25 * (1 + rng.below(3)) as f64,
-                    },
-                    body: rng.chance(50).then(|| paragraph(&mut rng, 2)),
-                    owner: Some("Megan Bowen".into()),
-                    created: t,
-                };
-                DemoItem {
-                    kind: DemoKind::Task,
-                    folder: "tasks",
-                    builder: builder::task(&tk),
-                }
-            } else {
-                let text = format!("{}\n{}", topic(&mut rng), paragraph(&mut rng, 2));
-                let color = *rng.pick(&[
-                    note_color::YELLOW,
-                    note_color::BLUE,
-                    note_color::GREEN,
-                    note_color::PINK,
-                ]);
-                DemoItem {
-                    kind: DemoKind::Note,
-                    folder: "notes",
-                    builder: builder::note(&text, color, t),
-                }
+    (0u64..).map(move |i| {
+        let i = i as usize;
+        let t = FileTime(base.0 + rng.below(90 * DAY / MINUTE) * MINUTE + i as u64 * SECOND);
+        let roll = match kind {
+            None => rng.below(100),
+            Some(DemoKind::Mail) => 0,
+            Some(DemoKind::Appointment) => 70,
+            Some(DemoKind::Contact) => 82,
+            Some(DemoKind::Task) => 90,
+            Some(DemoKind::Note) => 96,
+        };
+        if roll < 70 {
+            let (builder, sent) = mail(&mut rng, t, 0, i as u64);
+            DemoItem {
+                kind: DemoKind::Mail,
+                folder: if sent { "sentitems" } else { "inbox" },
+                builder,
             }
-        })
+        } else if roll < 82 {
+            let start = FileTime(t.0 + rng.below(14) * DAY + (8 + rng.below(9)) * HOUR);
+            let end = FileTime(start.0 + (1 + rng.below(4)) * 30 * MINUTE);
+            let attendees = rng.below(5) as usize;
+            let a = Appointment {
+                subject: topic(&mut rng),
+                start,
+                end,
+                location: rng.chance(80).then(|| rng.pick(LOCATIONS).to_string()),
+                organizer: person(&mut rng),
+                required: (0..attendees).map(|_| person(&mut rng)).collect(),
+                optional: (0..rng.below(2)).map(|_| person(&mut rng)).collect(),
+                body: rng.chance(50).then(|| paragraph(&mut rng, 3)),
+                created: t,
+                all_day: rng.chance(5),
+            };
+            DemoItem {
+                kind: DemoKind::Appointment,
+                folder: "calendar",
+                builder: builder::calendar_item(&a),
+            }
+        } else if roll < 90 {
+            let p = person(&mut rng);
+            let (given, surname) = p.name.split_once(' ').unwrap_or((&p.name, ""));
+            let phone = |rng: &mut Rng| format!("+1 425 555 {:04}", rng.below(10_000));
+            let c = Contact {
+                given_name: given.to_owned(),
+                surname: surname.to_owned(),
+                email: p.email.clone(),
+                company: rng.chance(80).then(|| rng.pick(COMPANIES).to_string()),
+                job_title: rng.chance(60).then(|| rng.pick(TITLES).to_string()),
+                business_phone: rng.chance(70).then(|| phone(&mut rng)),
+                mobile_phone: rng.chance(50).then(|| phone(&mut rng)),
+                home_phone: rng.chance(20).then(|| phone(&mut rng)),
+                created: t,
+            };
+            DemoItem {
+                kind: DemoKind::Contact,
+                folder: "contacts",
+                builder: builder::contact(&c),
+            }
+        } else if roll < 96 {
+            let status = *rng.pick(&[
+                task_status::NOT_STARTED,
+                task_status::IN_PROGRESS,
+                task_status::COMPLETE,
+                task_status::WAITING,
+            ]);
+            let tk = Task {
+                subject: format!("Follow up: {}", topic(&mut rng)),
+                start: Some(t),
+                due: rng
+                    .chance(80)
+                    .then(|| FileTime(t.0 + (1 + rng.below(30)) * DAY)),
+                status,
+                percent_complete: match status {
+                    task_status::COMPLETE => 1.0,
+                    task_status::NOT_STARTED => 0.0,
+                    _ => 0.25 * (1 + rng.below(3)) as f64,
+                },
+                body: rng.chance(50).then(|| paragraph(&mut rng, 2)),
+                owner: Some("Megan Bowen".into()),
+                created: t,
+            };
+            DemoItem {
+                kind: DemoKind::Task,
+                folder: "tasks",
+                builder: builder::task(&tk),
+            }
+        } else {
+            let text = format!("{}\n{}", topic(&mut rng), paragraph(&mut rng, 2));
+            let color = *rng.pick(&[
+                note_color::YELLOW,
+                note_color::BLUE,
+                note_color::GREEN,
+                note_color::PINK,
+            ]);
+            DemoItem {
+                kind: DemoKind::Note,
+                folder: "notes",
+                builder: builder::note(&text, color, t),
+            }
+        }
+    })
 }

@@ -3,22 +3,45 @@
 //! of 1,000, a one-change delta round and the first page of a default list.
 //!
 //! `cargo run --release -p store --example scale -- [N] [DIR]`
+//!
+//! With the `postgres` feature, `DIR` may instead be a `postgres://` URL of
+//! an existing, empty database: the same figures on PostgreSQL.
+//!
+//! `cargo run --release -p store --features postgres --example scale -- [N] postgres://…`
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use store::{ListQuery, MailboxKind, MetaStore, NewItem, SqliteMetaStore};
+
+async fn open(target: &str) -> store::Result<Arc<dyn MetaStore>> {
+    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(store::PgMetaStore::open(target).await?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(store::StoreError::Invalid(
+            "build the example with --features postgres for a postgres:// target".into(),
+        ));
+    }
+    let path = std::path::PathBuf::from(target).join("meta.db");
+    Ok(Arc::new(SqliteMetaStore::open(&path).await?))
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> store::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().map_or(1_000_000, |a| a.parse().expect("N"));
-    let dir = args.next().map_or_else(
-        || std::env::temp_dir().join(format!("graphbox-scale-{}", std::process::id())),
-        Into::into,
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    let path = std::path::PathBuf::from(&dir).join("meta.db");
-    let s = SqliteMetaStore::open(&path).await?;
+    let dir: String = args.next().unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join(format!("graphbox-scale-{}", std::process::id()))
+            .display()
+            .to_string()
+    });
+    let is_dir = !dir.contains("://");
+    if is_dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let s = open(&dir).await?;
     let t = s.create_tenant("contoso.com", "Contoso").await?;
     let u = s.create_user(t.id, "adele@contoso.com", "Adele").await?;
     let mbx = s.create_mailbox(u.id, MailboxKind::Primary).await?.id;
@@ -46,7 +69,7 @@ async fn main() -> store::Result<()> {
     drop(s);
 
     let start = Instant::now();
-    let s = SqliteMetaStore::open(&path).await?;
+    let s = open(&dir).await?;
     let inbox = s.resolve_folder(&mbx, "inbox").await?;
     println!(
         "reopen + resolve inbox: {:?} (count {})",
@@ -136,6 +159,8 @@ async fn main() -> store::Result<()> {
         c.total
     );
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
+    if is_dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }

@@ -86,6 +86,18 @@ fn relative_key(hash: &str) -> String {
     format!("blobs/{}/{}/{hash}", &hash[0..2], &hash[2..4])
 }
 
+/// `url` without user information (credentials never reach messages).
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        Err(_) => "<unparseable url>".into(),
+    }
+}
+
 fn backend_err(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{what}: {e}"))
 }
@@ -144,6 +156,76 @@ impl BlobStore {
         }
     }
 
+    /// [`BlobStore::open`], then [`BlobStore::probe`]: a missing bucket or
+    /// container, bad credentials, an unreachable endpoint or a read-only
+    /// directory fail here, at start, rather than at the first request.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let store = Self::open(url)?;
+        store.probe().await.map_err(|e| {
+            StoreError::Backend(format!(
+                "blob store '{}' is not usable: {e}",
+                redact_url(url)
+            ))
+        })?;
+        Ok(store)
+    }
+
+    /// Checks that the store can be written, read and deleted from by
+    /// writing, reading back and deleting a small probe object under
+    /// `blobs/tmp/`.
+    pub async fn probe(&self) -> Result<()> {
+        let name = format!("probe-{}", uuid::Uuid::new_v4().simple());
+        let body = Bytes::from_static(b"graphbox blob store probe");
+        match &*self.backend {
+            Backend::Local(local) => {
+                let path = local.root.join("blobs").join("tmp").join(name);
+                tokio::fs::write(&path, &body)
+                    .await
+                    .map_err(|e| io_err("writing", &path, e))?;
+                tokio::fs::remove_file(&path)
+                    .await
+                    .map_err(|e| io_err("removing", &path, e))
+            }
+            Backend::Object { store, prefix } => {
+                let key = Self::object_path(prefix, &format!("blobs/tmp/{name}"));
+                let explain = |what: &str, e: object_store::Error| {
+                    let hint = match &e {
+                        object_store::Error::NotFound { .. } => {
+                            " (does the bucket / container exist?)"
+                        }
+                        object_store::Error::PermissionDenied { .. }
+                        | object_store::Error::Unauthenticated { .. } => {
+                            " (check the credentials in the environment)"
+                        }
+                        _ => "",
+                    };
+                    StoreError::Backend(format!("{what} a probe object: {e}{hint}"))
+                };
+                store
+                    .put(&key, body.clone().into())
+                    .await
+                    .map_err(|e| explain("writing", e))?;
+                let back = store
+                    .get(&key)
+                    .await
+                    .map_err(|e| explain("reading", e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| explain("reading", e))?;
+                store
+                    .delete(&key)
+                    .await
+                    .map_err(|e| explain("deleting", e))?;
+                if back != body {
+                    return Err(StoreError::Backend(
+                        "the probe object read back differs from what was written".into(),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// A store in a local directory (created if missing).
     pub fn local(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
@@ -186,6 +268,15 @@ impl BlobStore {
                 tokio::task::spawn_blocking(move || local.put(&data))
                     .await
                     .map_err(|e| backend_err("blob writer task", e))?
+            }
+            Backend::Object { .. } if data.len() > UPLOAD_PART => {
+                // Large content goes up in parts (S3 / Azure multipart upload).
+                let parts: Vec<std::result::Result<Bytes, std::convert::Infallible>> = (0..data
+                    .len())
+                    .step_by(UPLOAD_PART)
+                    .map(|s| Ok(data.slice(s..(s + UPLOAD_PART).min(data.len()))))
+                    .collect();
+                self.put_stream(futures::stream::iter(parts)).await
             }
             Backend::Object { store, prefix } => {
                 let hash = blake3::hash(&data).to_hex().to_string();

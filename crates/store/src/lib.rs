@@ -49,8 +49,11 @@
 //! paged; folder counters are maintained on write, never counted on read.
 
 pub mod blob;
+pub mod directory;
 pub mod domain;
 pub mod meta;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod query;
 pub mod sqlite;
 #[cfg(feature = "testsuite")]
@@ -59,11 +62,14 @@ pub mod testsuite;
 mod ids;
 
 pub use blob::{BlobStore, ByteStream};
+pub use directory::DirectoryStore;
 pub use domain::{
     BlobRef, ExtProp, ExtValue, Folder, FolderPatch, Item, Mailbox, MailboxId, MailboxKind,
     NewFolder, NewItem, Result, StoreError, Tenant, User,
 };
 pub use meta::MetaStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgMetaStore;
 pub use query::{
     Change, CmpOp, DeltaPage, DeltaScope, Field, Filter, ListQuery, Literal, Page, RemovedReason,
 };

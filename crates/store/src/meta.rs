@@ -112,6 +112,19 @@ pub trait MetaStore: Send + Sync {
     /// referenced again or unknown. A collector calls this *before* deleting
     /// the blob's content, and only deletes the content when it returns `true`.
     async fn forget_blob(&self, hash: &str) -> Result<bool>;
+    /// Integrity checks: up to `limit` registered blobs with hash greater
+    /// than `after` (hex order), as (hash, size, reference count). The
+    /// default reports that the engine cannot list them.
+    async fn blob_refs(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, u64)>> {
+        let _ = (after, limit);
+        Err(crate::domain::StoreError::Backend(
+            "this metadata engine does not list blob reference counts".into(),
+        ))
+    }
 
     // ---- delta ---------------------------------------------------------------
 

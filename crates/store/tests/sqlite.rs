@@ -92,7 +92,11 @@ async fn schema_is_versioned_and_reopen_is_idempotent() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1], "migrations ran once");
+    assert_eq!(
+        versions,
+        vec![1, 2],
+        "each migration (base schema, identity directory) ran once"
+    );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();

@@ -14,8 +14,9 @@
 //! only become visible together with the rows they stamp. See
 //! [`schema`] for the tables and indexes.
 
+mod directory;
 mod filter;
-mod ops;
+pub(crate) mod ops;
 pub(crate) mod schema;
 
 use std::path::{Path, PathBuf};
@@ -414,6 +415,16 @@ impl MetaStore for SqliteMetaStore {
     async fn forget_blob(&self, hash: &str) -> Result<bool> {
         let hash = hash.to_string();
         self.write(move |tx| ops::forget_blob(tx, &hash)).await
+    }
+
+    async fn blob_refs(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, u64)>> {
+        let after = after.map(str::to_owned);
+        self.read(move |tx| ops::blob_refs(tx, after.as_deref(), limit))
+            .await
     }
 
     async fn folder_delta(

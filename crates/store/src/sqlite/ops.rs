@@ -22,10 +22,10 @@ const REASON_DELETED: i64 = 0;
 const REASON_MOVED_OUT: i64 = 1;
 
 /// Longest display name accepted (Exchange's limit for folder names).
-const MAX_NAME: usize = 255;
+pub(crate) const MAX_NAME: usize = 255;
 
 /// The standard folder tree: (well-known name, display name, class, hidden, parent).
-const DEFAULT_FOLDERS: &[(&str, &str, &str, bool, &str)] = &[
+pub(crate) const DEFAULT_FOLDERS: &[(&str, &str, &str, bool, &str)] = &[
     (
         "msgfolderroot",
         "Top of Information Store",
@@ -153,7 +153,7 @@ fn blob_hex(bytes: &[u8]) -> Result<String> {
     Ok(blake3::Hash::from_bytes(arr).to_hex().to_string())
 }
 
-fn check_name(name: &str, what: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str, what: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(StoreError::Invalid(format!("{what} must not be empty")));
     }
@@ -1163,11 +1163,34 @@ pub(super) fn forget_blob(tx: &Transaction<'_>, hash: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
+pub(super) fn blob_refs(
+    tx: &Transaction<'_>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, u64, u64)>> {
+    let after = match after {
+        Some(h) => blob_key(h)?.to_vec(),
+        None => Vec::new(),
+    };
+    let mut st = tx.prepare_cached(
+        "SELECT hash, size, refs FROM blobs WHERE hash > ?1 ORDER BY hash LIMIT ?2",
+    )?;
+    let mut rows = st.query(rusqlite::params![after, i64_of(limit as u64)])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let h: Vec<u8> = row.get(0)?;
+        let size: i64 = row.get(1)?;
+        let refs: i64 = row.get(2)?;
+        out.push((blob_hex(&h)?, size.max(0) as u64, refs.max(0) as u64));
+    }
+    Ok(out)
+}
+
 // ---- delta ----------------------------------------------------------------------------
 
 /// Merges upserts and tombstones (each sorted by cn, each fetched with
 /// `limit + 1` rows) into one page.
-fn merge<T>(
+pub(crate) fn merge<T>(
     upserts: Vec<(u64, T)>,
     removals: Vec<(u64, String, RemovedReason)>,
     start: u64,

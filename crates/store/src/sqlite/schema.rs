@@ -129,7 +129,7 @@ CREATE INDEX tombstones_id ON tombstones(id);
 "#;
 
 /// Every migration, in order; `schema_version` holds the count applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, super::directory::DIRECTORY_V1];
 
 /// Brings the database up to the current schema.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

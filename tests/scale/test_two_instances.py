@@ -135,7 +135,10 @@ def on(server: Server, link: str) -> str:
 def full_delta(start_url: str, token: str, servers: list[Server], page: int = 7):
     """Follows a delta round, alternating instances page by page."""
     ids, n = [], 0
-    url = start_url + ("&" if "?" in start_url else "?") + f"$top={page}"
+    url = start_url
+    if "token=" not in start_url:
+        # Options go on the first request of a round only; links carry them.
+        url += ("&" if "?" in start_url else "?") + f"$top={page}"
     while True:
         status, body = get(on(servers[n % len(servers)], url), token)
         assert status == 200, body

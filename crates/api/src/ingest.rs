@@ -1,14 +1,11 @@
-//! Turning FTS bytes into item metadata: the message class, size, times,
-//! categories and extended-property index the meta store keeps, extracted
-//! from the stream itself so list, get, `$expand` and delta show an imported
-//! item at once. Used by the importer and by `graphbox admin seed`.
+//! Turning FTS bytes into item metadata: the message class, size, times and
+//! categories the meta store keeps, extracted from the stream itself so list,
+//! get and delta show an imported item at once; and the extended properties
+//! `$expand` reads from an item's content. Used by the importer, the routes and
+//! `graphbox admin seed`.
 
 use store::{BlobRef, ExtProp, ExtValue, NewItem};
 use time::OffsetDateTime;
-
-/// Extended-property values longer than this are not indexed for `$expand`
-/// (bodies and attachment data are what exportItems is for).
-pub const MAX_INDEXED_VALUE: usize = 16 * 1024;
 
 /// The metadata of one item, extracted from its FTS.
 pub fn metadata(content: &fts::MessageContent, fts_len: usize, blob: BlobRef) -> NewItem {
@@ -16,24 +13,6 @@ pub fn metadata(content: &fts::MessageContent, fts_len: usize, blob: BlobRef) ->
     let now = OffsetDateTime::now_utc();
     let created = view.creation_datetime().unwrap_or(now);
     let modified = view.last_modification_datetime().unwrap_or(created);
-    let (single, multi) = mapi::extprop::extended_properties(content);
-    let mut ext_props: Vec<ExtProp> = single
-        .into_iter()
-        .filter(|p| p.value.len() <= MAX_INDEXED_VALUE)
-        .map(|p| ExtProp {
-            id: p.id,
-            value: ExtValue::Single(p.value),
-        })
-        .collect();
-    ext_props.extend(
-        multi
-            .into_iter()
-            .filter(|p| p.value.iter().map(String::len).sum::<usize>() <= MAX_INDEXED_VALUE)
-            .map(|p| ExtProp {
-                id: p.id,
-                value: ExtValue::Multi(p.value),
-            }),
-    );
     NewItem {
         class: view
             .message_class()
@@ -43,6 +22,28 @@ pub fn metadata(content: &fts::MessageContent, fts_len: usize, blob: BlobRef) ->
         modified,
         categories: view.categories(),
         blob,
-        ext_props,
+        // Not indexed: `$expand` of extended properties reads the item's
+        // content (the FTS is the source of truth, see `extended_properties`).
+        // A per-row copy of every property multiplied the metadata of a
+        // realistic item about fifteenfold and slowed every list and delta scan.
+        ext_props: Vec::new(),
     }
+}
+
+/// Every message-level property of an item as Graph legacy extended
+/// properties (what `$expand=singleValueExtendedProperties` /
+/// `multiValueExtendedProperties` select from).
+pub fn extended_properties(content: &fts::MessageContent) -> Vec<ExtProp> {
+    let (single, multi) = mapi::extprop::extended_properties(content);
+    single
+        .into_iter()
+        .map(|p| ExtProp {
+            id: p.id,
+            value: ExtValue::Single(p.value),
+        })
+        .chain(multi.into_iter().map(|p| ExtProp {
+            id: p.id,
+            value: ExtValue::Multi(p.value),
+        }))
+        .collect()
 }

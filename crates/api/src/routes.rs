@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
-use store::{Change, DeltaScope, Folder, ListQuery, Mailbox, MailboxId, MailboxKind, StoreError};
+use store::{
+    Change, DeltaScope, Folder, Item, ListQuery, Mailbox, MailboxId, MailboxKind, StoreError,
+};
 
 use crate::AppState;
 use crate::auth::{Operation, Principal};
@@ -546,6 +548,8 @@ impl Ctx<'_> {
             .await?;
         let more = result.items.len() as u64 > page;
         result.items.truncate(page as usize);
+        self.expand_from_content(&mut result.items, &opts.expand)
+            .await?;
         let select = owned_select(&opts);
         let body = Collection {
             context: format!(
@@ -567,6 +571,33 @@ impl Ctx<'_> {
             prefer_applied(&mut resp, page);
         }
         Ok(resp)
+    }
+
+    /// Fills `ext_props` of items from their content when `$expand` asks for
+    /// extended properties (the FTS is their source of truth; the meta store
+    /// does not index them).
+    async fn expand_from_content(
+        &self,
+        items: &mut [Item],
+        expand: &crate::odata::Expand,
+    ) -> Result<(), ApiError> {
+        if expand.single.is_none() && expand.multi.is_none() {
+            return Ok(());
+        }
+        for item in items.iter_mut() {
+            let bytes = self.state.blobs.get(&item.blob.hash).await?;
+            let decoded = fts::decode(&bytes).map_err(|e| {
+                ApiError::internal(format!(
+                    "stored content of item {} is unreadable: {e}",
+                    item.id
+                ))
+            })?;
+            item.ext_props = match decoded.root.message_content() {
+                Some(content) => crate::ingest::extended_properties(content),
+                None => Vec::new(),
+            };
+        }
+        Ok(())
     }
 
     async fn count_items(&self, mbx: &Mailbox, folder: &Folder) -> Result<Response, ApiError> {
@@ -592,6 +623,9 @@ impl Ctx<'_> {
         if item.folder_id != folder.id {
             return Err(ApiError::item_not_found());
         }
+        let mut item = [item];
+        self.expand_from_content(&mut item, &opts.expand).await?;
+        let [item] = item;
         let select = owned_select(&opts);
         let mut o = Obj::new();
         o.put(

@@ -1003,20 +1003,15 @@ async fn seed_items(env: &Env) -> Vec<store::Item> {
     ];
     for (class, size, created, cats) in specs {
         let mut ni = new_item(class, size, created, cats);
-        ni.ext_props = vec![
-            ExtProp {
-                id: "String 0x37".into(),
-                value: ExtValue::Single(format!("subject {size}")),
-            },
-            ExtProp {
-                id: "SystemTime 0xe06".into(),
-                value: ExtValue::Single("2021-09-15T12:16:38Z".into()),
-            },
-            ExtProp {
-                id: "StringArray {00020329-0000-0000-c000-000000000046} Name Keywords".into(),
-                value: ExtValue::Multi(vec!["a".into(), "b".into()]),
-            },
-        ];
+        // Real content: `$expand` reads extended properties from the FTS.
+        let content = mapi::builder::MessageBuilder::new(class)
+            .subject(format!("subject {size}"))
+            .received(mapi::FileTime::from_datetime(
+                datetime!(2021-09-15 12:16:38 UTC),
+            ))
+            .categories(["a", "b"])
+            .to_framed_bytes();
+        ni.blob = env.state.blobs.put(content.into()).await.unwrap();
         out.push(
             env.meta
                 .create_item(&env.mbx.id, "inbox", ni)

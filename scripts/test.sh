@@ -39,14 +39,19 @@ if [ -d tests/sdk ] && ls tests/sdk/test_*.py >/dev/null 2>&1; then
   .venv/bin/python -m pytest -q tests/sdk
 
   echo "== the same SDK tests on PostgreSQL + S3 (a fresh database and prefix)"
-  # The identity endpoints need the SQLite directory for now, so their tests
-  # run only on the embedded defaults above.
-  db="graphbox_sdk_$$"
-  psql "$GRAPHBOX_TEST_POSTGRES_URL" -qc "CREATE DATABASE $db"
-  GRAPHBOX_META="${GRAPHBOX_TEST_POSTGRES_URL%/*}/$db" \
-  GRAPHBOX_BLOBS="${GRAPHBOX_TEST_S3_URL%/}/sdk-$$" \
-    .venv/bin/python -m pytest -q tests/sdk --ignore=tests/sdk/test_identity.py
+  # The identity tests set up their own deployment (as each module does in
+  # its own data directory on SQLite), so they get a database of their own.
+  pg_sdk() {
+    local db="graphbox_sdk_$1_$$"
+    shift
+    psql "$GRAPHBOX_TEST_POSTGRES_URL" -qc "CREATE DATABASE $db"
+    GRAPHBOX_META="${GRAPHBOX_TEST_POSTGRES_URL%/*}/$db" \
+    GRAPHBOX_BLOBS="${GRAPHBOX_TEST_S3_URL%/}/$db" \
+      .venv/bin/python -m pytest -q "$@"
+  }
+  pg_sdk graph tests/sdk --ignore=tests/sdk/test_identity.py
+  pg_sdk identity tests/sdk/test_identity.py
 
-  echo "== two graphbox instances on one PostgreSQL database and one S3 bucket"
+  echo "== scale-out: two instances on one PostgreSQL + S3; admin migrate SQLite -> PostgreSQL + S3"
   .venv/bin/python -m pytest -q tests/scale
 fi

@@ -251,6 +251,10 @@ async fn update_mode_replaces_content_and_needs_the_current_change_key() {
     api::exim::collect_garbage(env.meta.as_ref(), &env.state.blobs, &env.state.exim.gate)
         .await
         .unwrap();
+    // The update also started the background collector, which may have
+    // forgotten the blob first and still be deleting it: it does so under
+    // the exclusive gate, so taking the gate waits for it.
+    drop(env.state.exim.gate.write().await);
     let old = blake3::hash(&fts_item(1)).to_hex().to_string();
     assert!(!env.state.blobs.exists(&old).await.unwrap());
 }

@@ -10,6 +10,11 @@ use crate::cli::{AdminCmd, Global, ItemCmd, MailboxCmd, SeedArgs, TenantCmd, Use
 use crate::config::{self, Stores};
 
 pub async fn run(global: Global, cmd: AdminCmd) -> anyhow::Result<()> {
+    // Migration names its own stores: it opens nothing of the global ones.
+    let cmd = match cmd {
+        AdminCmd::Migrate(args) => return crate::migrate::run(args).await,
+        other => other,
+    };
     let stores = config::open_configured_stores(&global).await?;
     match cmd {
         AdminCmd::Tenant(c) => tenant(&stores, c).await,
@@ -20,6 +25,7 @@ pub async fn run(global: Global, cmd: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::Seed(args) => seed(&stores, args).await,
         AdminCmd::Check => crate::check::run(&stores).await,
         AdminCmd::Item(c) => item(&stores, c).await,
+        AdminCmd::Migrate(_) => unreachable!("handled above"),
     }
 }
 

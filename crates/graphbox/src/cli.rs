@@ -52,6 +52,8 @@ pub enum Command {
     /// Decode and encode FastTransfer streams.
     #[command(subcommand)]
     Fts(FtsCmd),
+    #[command(flatten)]
+    Client(crate::backup::ClientCmd),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -117,6 +119,8 @@ pub struct TokenArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCmd {
+    /// Copy a whole deployment (metadata and blobs) into new, empty stores.
+    Migrate(crate::migrate::MigrateArgs),
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCmd),

@@ -100,9 +100,11 @@ pub fn data_dir(global: &Global) -> anyhow::Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)))
 }
 
-/// The embedded stores of a data directory: SQLite metadata and local blob files.
+/// The stores of a deployment: metadata (SQLite or PostgreSQL), the identity
+/// directory (in the same database, through the same handle) and blobs.
 pub struct Stores {
     pub meta: Arc<dyn store::MetaStore>,
+    pub directory: Arc<dyn store::DirectoryStore>,
     pub blobs: Arc<store::BlobStore>,
 }
 
@@ -152,7 +154,7 @@ pub fn parse_meta_url(url: &str) -> anyhow::Result<MetaUrl> {
 }
 
 /// `url` without its password (URLs end up in error messages and logs).
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
@@ -179,26 +181,7 @@ pub async fn open_store_urls(
             )
         })?;
     }
-    let meta: Arc<dyn store::MetaStore> = match meta_url {
-        None => {
-            let db = data_dir.join("meta.sqlite");
-            Arc::new(
-                store::SqliteMetaStore::open(&db)
-                    .await
-                    .with_context(|| format!("cannot open the metadata store {}", db.display()))?,
-            )
-        }
-        Some(MetaUrl::Sqlite(db)) => Arc::new(
-            store::SqliteMetaStore::open(&db)
-                .await
-                .with_context(|| format!("cannot open the metadata store {}", db.display()))?,
-        ),
-        Some(MetaUrl::Postgres(url)) => Arc::new(
-            store::PgMetaStore::open(&url)
-                .await
-                .with_context(|| format!("cannot open the metadata store {}", redact(&url)))?,
-        ),
-    };
+    let (meta, directory) = open_meta(data_dir, meta_url).await?;
     let blobs = match blob_url {
         None => {
             let blob_dir = data_dir.join("blobs");
@@ -211,6 +194,36 @@ pub async fn open_store_urls(
     };
     Ok(Stores {
         meta,
+        directory,
         blobs: Arc::new(blobs),
+    })
+}
+
+/// The metadata store selected by a parsed `--meta` (the data directory's
+/// `meta.sqlite` when `None`), and the identity directory on the same handle.
+pub async fn open_meta(
+    data_dir: &Path,
+    meta_url: Option<MetaUrl>,
+) -> anyhow::Result<(Arc<dyn store::MetaStore>, Arc<dyn store::DirectoryStore>)> {
+    async fn sqlite(db: PathBuf) -> anyhow::Result<store::SqliteMetaStore> {
+        store::SqliteMetaStore::open(&db)
+            .await
+            .with_context(|| format!("cannot open the metadata store {}", db.display()))
+    }
+    Ok(match meta_url {
+        None => {
+            let s = sqlite(data_dir.join("meta.sqlite")).await?;
+            (Arc::new(s.clone()), Arc::new(s))
+        }
+        Some(MetaUrl::Sqlite(db)) => {
+            let s = sqlite(db).await?;
+            (Arc::new(s.clone()), Arc::new(s))
+        }
+        Some(MetaUrl::Postgres(url)) => {
+            let s = store::PgMetaStore::open(&url)
+                .await
+                .with_context(|| format!("cannot open the metadata store {}", redact(&url)))?;
+            (Arc::new(s.clone()), Arc::new(s))
+        }
     })
 }

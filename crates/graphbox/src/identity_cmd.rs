@@ -151,31 +151,23 @@ pub enum ConsentCmd {
     },
 }
 
-/// The directory store: the SQLite metadata database of the deployment.
+/// The directory store: the metadata database of the deployment (SQLite or
+/// PostgreSQL), selected by `--meta` like every other command.
 pub async fn open_directory(global: &Global) -> anyhow::Result<Arc<dyn DirectoryStore>> {
-    open_directory_at(global.meta.as_deref(), &config::data_dir(global)?)
-        .await?
-        .context(
-            "the identity directory is kept in the SQLite metadata store only; \
-             run the identity commands against a sqlite:// --meta",
-        )
+    let meta = global.meta.clone().or(config::load_file(global)?.meta);
+    open_directory_at(meta.as_deref(), &config::data_dir(global)?).await
 }
 
-/// [`open_directory`] for a resolved data directory and `--meta` URL;
-/// `None` for a PostgreSQL metadata store (no directory engine there yet).
+/// [`open_directory`] for a resolved data directory and `--meta` URL.
 pub async fn open_directory_at(
     meta: Option<&str>,
     data_dir: &std::path::Path,
-) -> anyhow::Result<Option<Arc<dyn DirectoryStore>>> {
-    let path = match meta.map(config::parse_meta_url).transpose()? {
-        None => data_dir.join("meta.sqlite"),
-        Some(config::MetaUrl::Sqlite(p)) => p,
-        Some(config::MetaUrl::Postgres(_)) => return Ok(None),
-    };
-    let s = store::SqliteMetaStore::open(&path)
+) -> anyhow::Result<Arc<dyn DirectoryStore>> {
+    let url = meta.map(config::parse_meta_url).transpose()?;
+    let (_, directory) = config::open_meta(data_dir, url)
         .await
-        .with_context(|| format!("cannot open the directory store {}", path.display()))?;
-    Ok(Some(Arc::new(s)))
+        .context("cannot open the identity directory")?;
+    Ok(directory)
 }
 
 fn print(json: bool, value: serde_json::Value, text: String) {

@@ -1,6 +1,7 @@
 //! The `graphbox` command: the server, its administration, tokens, and the FTS tools.
 
 mod admin;
+mod backup;
 mod check;
 mod cli;
 mod config;
@@ -8,6 +9,7 @@ mod demo;
 mod fts_cmd;
 mod identity_cmd;
 mod ingest;
+mod migrate;
 mod serve;
 mod token;
 
@@ -51,6 +53,7 @@ async fn run(command: cli::Command, global: cli::Global) -> anyhow::Result<()> {
         cli::Command::Serve(args) => serve::run(global, args).await,
         cli::Command::Token(args) => token::run(global, args).await,
         cli::Command::Admin(cmd) => admin::run(global, cmd).await,
+        cli::Command::Client(cmd) => backup::run(cmd).await,
         cli::Command::Fts(_) => unreachable!("handled without a runtime"),
     }
 }

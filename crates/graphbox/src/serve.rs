@@ -172,26 +172,14 @@ pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
 
     // The identity authority (OAuth 2.0 / OpenID Connect under /{tenant}/),
     // signing with the same authority the Graph side validates with.
-    let directory =
-        crate::identity_cmd::open_directory_at(global.meta.as_deref(), &cfg.data_dir).await?;
-    let identity_router = match directory {
-        Some(directory) => Some(identity::router(identity::IdentityState::new(
-            stores.meta.clone(),
-            directory,
-            state.authority.clone(),
-            base.clone(),
-        ))),
-        None => {
-            tracing::warn!(
-                "the identity endpoints are off: their directory needs the SQLite metadata store"
-            );
-            None
-        }
-    };
-    let mut app = api::router(state);
-    if let Some(r) = identity_router {
-        app = app.merge(r);
-    }
+    // Its directory lives in the metadata database (SQLite or PostgreSQL).
+    let identity_router = identity::router(identity::IdentityState::new(
+        stores.meta.clone(),
+        stores.directory.clone(),
+        state.authority.clone(),
+        base.clone(),
+    ));
+    let app = api::router(state).merge(identity_router);
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
         elapsed_ms = started.elapsed().as_millis() as u64,

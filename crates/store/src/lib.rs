@@ -52,6 +52,7 @@ pub mod blob;
 pub mod directory;
 pub mod domain;
 pub mod meta;
+pub mod migration;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod query;

@@ -73,6 +73,20 @@ pub trait MetaStore: Send + Sync {
     // ---- items -------------------------------------------------------------
 
     async fn get_item(&self, mbx: &MailboxId, id: &str) -> Result<Item>;
+    /// Several items at once (exportItems): in the order of `ids`, `None`
+    /// for an id that is unknown, deleted or of another mailbox. Engines
+    /// override this to read them in one transaction.
+    async fn get_items(&self, mbx: &MailboxId, ids: &[String]) -> Result<Vec<Option<Item>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get_item(mbx, id).await {
+                Ok(i) => out.push(Some(i)),
+                Err(crate::domain::StoreError::NotFound { .. }) => out.push(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
     async fn list_items(
         &self,
         mbx: &MailboxId,

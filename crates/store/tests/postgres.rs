@@ -90,7 +90,8 @@ store::metastore_tests!(PgHarness::new());
 async fn schema_is_versioned_and_reopen_is_idempotent() {
     let url = fresh_database().await;
     let a = PgMetaStore::open(&url).await.unwrap();
-    assert_eq!(a.schema_version().await.unwrap(), 1);
+    // V1: the metadata tables; V2: the identity directory.
+    assert_eq!(a.schema_version().await.unwrap(), 2);
     // Several instances starting at once migrate exactly once.
     let opens: Vec<_> = (0..4)
         .map(|_| {
@@ -99,8 +100,47 @@ async fn schema_is_versioned_and_reopen_is_idempotent() {
         })
         .collect();
     for o in opens {
-        assert_eq!(o.await.unwrap().unwrap().schema_version().await.unwrap(), 1);
+        assert_eq!(o.await.unwrap().unwrap().schema_version().await.unwrap(), 2);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_gains_the_directory() {
+    use store::DirectoryStore;
+    use store::directory::NewApp;
+    let url = fresh_database().await;
+    let a = PgMetaStore::open(&url).await.unwrap();
+    let t = a.create_tenant("old.test", "Old").await.unwrap();
+    drop(a);
+    // Make it look like a database written before the directory existed.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP TABLE dir_records, dir_user_credentials, dir_grants, dir_permissions, \
+             dir_certs, dir_secrets, dir_apps; DELETE FROM schema_version WHERE version = 2",
+        )
+        .await
+        .unwrap();
+    let b = PgMetaStore::open(&url).await.unwrap();
+    assert_eq!(b.schema_version().await.unwrap(), 2);
+    assert_eq!(
+        b.get_tenant(t.id).await.unwrap(),
+        t,
+        "existing data is kept"
+    );
+    let app = b
+        .create_app(NewApp {
+            tenant_id: t.id,
+            display_name: "After upgrade".into(),
+            redirect_uris: vec![],
+            public_client: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(b.list_apps(t.id).await.unwrap(), vec![app]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +154,7 @@ async fn concurrent_migrations_on_a_fresh_database() {
         .collect();
     for o in opens {
         let s = o.await.unwrap().expect("every instance opens");
-        assert_eq!(s.schema_version().await.unwrap(), 1);
+        assert_eq!(s.schema_version().await.unwrap(), 2);
     }
 }
 

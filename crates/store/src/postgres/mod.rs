@@ -32,6 +32,7 @@
 //! `synchronous_commit`, `on` by default; with replication, as configured).
 
 mod filter;
+mod migration;
 mod ops;
 pub(crate) mod schema;
 
@@ -246,6 +247,9 @@ macro_rules! read_tx {
         out
     }};
 }
+
+// After the transaction macros, which it uses.
+mod directory;
 
 #[async_trait]
 impl MetaStore for PgMetaStore {

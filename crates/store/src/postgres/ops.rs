@@ -21,7 +21,7 @@ use crate::query::{Change, DeltaPage, DeltaScope, ListQuery, Page, RemovedReason
 use crate::sqlite::ops::{DEFAULT_FOLDERS, check_name, merge};
 use crate::sqlite::{from_ticks, ticks};
 
-type Tx<'a> = Transaction<'a>;
+pub(super) type Tx<'a> = Transaction<'a>;
 type P<'a> = &'a (dyn ToSql + Sync);
 
 const KIND_FOLDER: i16 = 0;
@@ -69,22 +69,22 @@ fn blob_hex(bytes: &[u8]) -> Result<String> {
     Ok(blake3::Hash::from_bytes(arr).to_hex().to_string())
 }
 
-async fn rows(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<Vec<Row>> {
+pub(super) async fn rows(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<Vec<Row>> {
     let st = tx.prepare_cached(sql).await?;
     Ok(tx.query(&st, p).await?)
 }
 
-async fn opt(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<Option<Row>> {
+pub(super) async fn opt(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<Option<Row>> {
     let st = tx.prepare_cached(sql).await?;
     Ok(tx.query_opt(&st, p).await?)
 }
 
-async fn one(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<Row> {
+pub(super) async fn one(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<Row> {
     let st = tx.prepare_cached(sql).await?;
     Ok(tx.query_one(&st, p).await?)
 }
 
-async fn exec(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<u64> {
+pub(super) async fn exec(tx: &Tx<'_>, sql: &str, p: &[P<'_>]) -> Result<u64> {
     let st = tx.prepare_cached(sql).await?;
     Ok(tx.execute(&st, p).await?)
 }

@@ -115,7 +115,7 @@ CREATE INDEX tombstones_id ON tombstones(id);
 "#;
 
 /// Every migration, in order; `schema_version` holds the ones applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, super::directory::DIRECTORY_V1];
 
 /// Key of the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK: i64 = 0x6772_6170_6862_6f78; // "graphbox"

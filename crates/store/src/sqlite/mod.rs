@@ -16,6 +16,7 @@
 
 mod directory;
 mod filter;
+mod migration;
 pub(crate) mod ops;
 pub(crate) mod schema;
 
@@ -69,6 +70,8 @@ struct Inner {
     /// `None` for an in-memory database: reads share the writer connection.
     path: Option<PathBuf>,
     readers: Mutex<Vec<Connection>>,
+    /// Writes waiting for the next group commit (see [`Inner::write`]).
+    queue: Mutex<Vec<WriteJob>>,
 }
 
 impl std::fmt::Debug for SqliteMetaStore {
@@ -151,6 +154,7 @@ impl SqliteMetaStore {
                 writer: Mutex::new(conn),
                 path: Some(path),
                 readers: Mutex::new(Vec::new()),
+                queue: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -166,6 +170,7 @@ impl SqliteMetaStore {
                     writer: Mutex::new(conn),
                     path: None,
                     readers: Mutex::new(Vec::new()),
+                    queue: Mutex::new(Vec::new()),
                 }),
             })
         })
@@ -196,15 +201,117 @@ impl SqliteMetaStore {
     }
 }
 
+/// One queued write of the group commit: runs its closure inside the shared
+/// transaction (under its own savepoint) and returns how to hand its result
+/// over once the commit's outcome is known.
+struct WriteJob {
+    run: Box<dyn FnOnce(&Transaction<'_>) -> Deliver + Send>,
+    /// Fails the write without running it (the transaction could not begin).
+    fail: Box<dyn FnOnce(&str) + Send>,
+}
+/// Hands a job's result to its caller: `None` if the commit succeeded,
+/// otherwise why it failed (the job's changes are then not on disk).
+type Deliver = Box<dyn FnOnce(Option<&str>) + Send>;
+
 impl Inner {
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        // A panic inside a transaction rolls it back when it unwinds, so a
-        // poisoned lock still guards a consistent connection.
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    /// Group commit: a write is queued; whoever holds the writer connection
+    /// next runs every queued write in one `BEGIN IMMEDIATE` transaction, each
+    /// under its own savepoint (a failing write rolls back only itself), and
+    /// commits them with one fsync. No write's result is handed back before
+    /// the commit that contains it is durable, so "2xx means on disk" holds,
+    /// while 16 concurrent imports cost one WAL fsync instead of sixteen.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx_result, rx_result) = std::sync::mpsc::sync_channel::<Result<T>>(1);
+        let tx_fail = tx_result.clone();
+        let fail = Box::new(move |why: &str| {
+            let _ = tx_fail.send(Err(StoreError::Backend(format!(
+                "sqlite: the write did not run: {why}"
+            ))));
+        });
+        let run = Box::new(move |tx: &Transaction<'_>| -> Deliver {
+            let out = match tx.execute_batch("SAVEPOINT gc_job") {
+                Err(e) => Err(StoreError::from(e)),
+                Ok(()) => {
+                    let out = f(tx);
+                    let end = if out.is_ok() {
+                        tx.execute_batch("RELEASE gc_job")
+                    } else {
+                        tx.execute_batch("ROLLBACK TO gc_job; RELEASE gc_job")
+                    };
+                    match (out, end) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(StoreError::from(e)),
+                    }
+                }
+            };
+            Box::new(move |commit_error: Option<&str>| {
+                let result = match (out, commit_error) {
+                    (Ok(v), None) => Ok(v),
+                    (Ok(_), Some(why)) => Err(StoreError::Backend(format!(
+                        "sqlite: the transaction could not be committed: {why}"
+                    ))),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = tx_result.send(result);
+            })
+        });
+        let job = WriteJob { run, fail };
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(job);
+        {
+            // A panic inside a transaction rolls it back when it unwinds, so a
+            // poisoned lock still guards a consistent connection.
+            let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let jobs = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+            // Empty: an earlier leader already committed this write.
+            if !jobs.is_empty() {
+                Self::run_group(&mut conn, jobs);
+            }
+        }
+        rx_result.recv().unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "sqlite: the write was abandoned (its transaction panicked)".into(),
+            ))
+        })
+    }
+
+    fn run_group(conn: &mut Connection, jobs: Vec<WriteJob>) {
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                // Nothing ran: every job fails with the reason.
+                let why = e.to_string();
+                jobs.into_iter().for_each(|job| (job.fail)(&why));
+                return;
+            }
+        };
+        let mut delivers: Vec<Deliver> = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
+            delivers.push((job.run)(&tx));
+            // Some errors (I/O, disk full) make SQLite roll the whole
+            // transaction back; the other writes of the group must not then
+            // run outside it or be reported as committed.
+            if tx.is_autocommit() {
+                let why = "SQLite rolled the group's transaction back after an error";
+                delivers.into_iter().for_each(|d| d(Some(why)));
+                jobs.for_each(|job| (job.fail)(why));
+                return;
+            }
+        }
+        match tx.commit() {
+            Ok(()) => delivers.into_iter().for_each(|d| d(None)),
+            Err(e) => {
+                let why = e.to_string();
+                delivers.into_iter().for_each(|d| d(Some(&why)));
+            }
+        }
     }
 
     fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
@@ -346,6 +453,20 @@ impl MetaStore for SqliteMetaStore {
         self.read(move |tx| ops::get_item(tx, &mbx, &id)).await
     }
 
+    async fn get_items(&self, mbx: &MailboxId, ids: &[String]) -> Result<Vec<Option<Item>>> {
+        let (mbx, ids) = (*mbx, ids.to_vec());
+        self.read(move |tx| {
+            ids.iter()
+                .map(|id| match ops::get_item(tx, &mbx, id) {
+                    Ok(i) => Ok(Some(i)),
+                    Err(StoreError::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn list_items(
         &self,
         mbx: &MailboxId,
@@ -401,7 +522,8 @@ impl MetaStore for SqliteMetaStore {
                 if batch.is_empty() {
                     return Ok(total);
                 }
-                total += inner.write(|tx| ops::bulk_insert(tx, &mbx, &folder, batch))?;
+                let folder = folder.clone();
+                total += inner.write(move |tx| ops::bulk_insert(tx, &mbx, &folder, batch))?;
             }
         })
         .await
@@ -468,5 +590,73 @@ impl MetaStore for SqliteMetaStore {
         let (key, value) = (key.to_string(), value.to_string());
         self.write(move |tx| ops::put_setting_if_absent(tx, &key, &value))
             .await
+    }
+}
+
+#[cfg(test)]
+mod group_commit_tests {
+    use super::*;
+
+    /// Many concurrent writes, some of which fail, share group commits: each
+    /// failing write rolls back only itself, every successful one is visible
+    /// after a reopen, and change numbers stay unique.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_commit_in_groups_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        let t = store.create_tenant("contoso.com", "Contoso").await.unwrap();
+        let u = store
+            .create_user(t.id, "adele@contoso.com", "Adele")
+            .await
+            .unwrap();
+        let mbx = store
+            .create_mailbox(u.id, MailboxKind::Primary)
+            .await
+            .unwrap()
+            .id;
+        let root = store.resolve_folder(&mbx, "msgfolderroot").await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..96 {
+            let (store, root) = (store.clone(), root.id.clone());
+            tasks.push(tokio::spawn(async move {
+                let folder = NewFolder {
+                    display_name: format!("f{}", i % 40),
+                    class: "IPF.Note".into(),
+                    ext_props: Vec::new(),
+                };
+                store.create_folder(&mbx, &root, folder).await
+            }));
+        }
+        let (mut ok, mut conflicts, mut cns) = (0, 0, Vec::new());
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(f) => {
+                    ok += 1;
+                    cns.push(f.cn);
+                }
+                Err(StoreError::Conflict(_)) => conflicts += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!((ok, conflicts), (40, 56));
+        cns.sort_unstable();
+        cns.dedup();
+        assert_eq!(cns.len(), 40, "change numbers must be unique");
+        drop(store);
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        let page = store
+            .list_folders(&mbx, &root.id, &ListQuery::default())
+            .await
+            .unwrap();
+        let mut names: Vec<String> = page
+            .items
+            .iter()
+            .map(|f| f.display_name.clone())
+            .filter(|n| n.starts_with('f') && n[1..].parse::<u32>().is_ok())
+            .collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 40);
     }
 }

@@ -1,0 +1,126 @@
+//! Repository throughput: `put_blob` of realistic 10 KB and 1 MB items
+//! (demo mailbox content) against a memcpy baseline, and `get_blob`
+//! (restore). Single-threaded runtime: the numbers are per core.
+//!
+//! `cargo bench -p backup --bench repo`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use backup::{InitOptions, KdfParams, Repository};
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn opts() -> InitOptions {
+    InitOptions {
+        kdf: KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    }
+}
+
+/// Demo items' FTS bytes; `target` picks items near 10 KB, or concatenates
+/// items to reach 1 MB.
+fn corpus(target: usize, count: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut stream =
+        mapi::demo::stream(7, mapi::demo::DEFAULT_BASE, None).map(|i| i.builder.to_fts_bytes());
+    while out.len() < count {
+        if target <= 64 * 1024 {
+            let b = stream.next().expect("endless");
+            if b.len() >= target / 2 && b.len() <= target * 2 {
+                out.push(Bytes::from(b));
+            }
+        } else {
+            let mut big = Vec::with_capacity(target + 512 * 1024);
+            while big.len() < target {
+                big.extend_from_slice(&stream.next().expect("endless"));
+            }
+            big.truncate(target);
+            out.push(Bytes::from(big));
+        }
+    }
+    out
+}
+
+/// A unique variant of `item` (so it is not deduplicated).
+fn unique(item: &Bytes, n: u64) -> Bytes {
+    let mut v = Vec::with_capacity(item.len() + 8);
+    v.extend_from_slice(&n.to_le_bytes());
+    v.extend_from_slice(item);
+    Bytes::from(v)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, size, count) in [("10KB", 10 * 1024, 256), ("1MB", 1024 * 1024, 8)] {
+        let items = corpus(size, count);
+        let avg = items.iter().map(|b| b.len()).sum::<usize>() / items.len();
+        let mut g = c.benchmark_group(format!("put_{name}"));
+        g.throughput(Throughput::Bytes(avg as u64));
+        g.sample_size(10);
+        g.measurement_time(Duration::from_secs(5));
+        g.bench_function("memcpy", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(unique(&items[i % items.len()], i as u64))
+            })
+        });
+        g.bench_function("put_blob", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let repo = Repository::init_with("memory://", "bench", opts())
+                        .await
+                        .unwrap();
+                    let inputs: Vec<Bytes> = (0..iters)
+                        .map(|n| unique(&items[n as usize % items.len()], n))
+                        .collect();
+                    let start = Instant::now();
+                    for data in inputs {
+                        black_box(repo.put_blob(data).await.unwrap());
+                    }
+                    repo.flush().await.unwrap();
+                    start.elapsed()
+                })
+            })
+        });
+        // Restore: read back a stored set round-robin.
+        let (repo, ids) = rt.block_on(async {
+            let repo = Repository::init_with("memory://", "bench", opts())
+                .await
+                .unwrap();
+            let mut ids = Vec::new();
+            for (n, item) in items.iter().enumerate() {
+                ids.push(repo.put_blob(unique(item, n as u64)).await.unwrap().0);
+            }
+            repo.flush().await.unwrap();
+            (repo, ids)
+        });
+        g.bench_function("get_blob", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                rt.block_on(async { black_box(repo.get_blob(&ids[i % ids.len()]).await.unwrap()) })
+            })
+        });
+        g.finish();
+        let stored = repo.stats();
+        eprintln!(
+            "{name}: {} items, {} raw bytes stored in {} bytes ({:.1}%)",
+            stored.blobs_stored,
+            stored.raw_bytes_stored,
+            stored.stored_bytes,
+            100.0 * stored.stored_bytes as f64 / stored.raw_bytes_stored.max(1) as f64
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,406 @@
+//! Keys, ids and the sealed-object format (see docs/REPOSITORY.md, "Encryption").
+//!
+//! A sealed object is `nonce (24 bytes) || XChaCha20-Poly1305(payload) || tag (16 bytes)`
+//! where payload is `flag (1 byte: 0 stored, 1 zstd) || data`. The associated
+//! data binds the object to its role (a blob's id, or a file kind).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+
+/// Nonce length of XChaCha20-Poly1305.
+pub const NONCE_LEN: usize = 24;
+/// Authentication tag length.
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed object adds to its payload: nonce, flag byte, tag.
+pub const OVERHEAD: usize = NONCE_LEN + 1 + TAG_LEN;
+
+const FLAG_STORED: u8 = 0;
+const FLAG_ZSTD: u8 = 1;
+
+/// Associated data of the sealed files (blobs use their id).
+pub(crate) mod aad {
+    pub const KEY: &[u8] = b"graphbox-repo:key";
+    pub const CONFIG: &[u8] = b"graphbox-repo:config";
+    pub const INDEX: &[u8] = b"graphbox-repo:index";
+    pub const SNAPSHOT: &[u8] = b"graphbox-repo:snapshot";
+    pub const LOCK: &[u8] = b"graphbox-repo:lock";
+    pub const PACK_HEADER: &[u8] = b"graphbox-repo:pack-header";
+    pub const STATE_PREFIX: &str = "graphbox-repo:state:";
+}
+
+/// The 32-byte id of a blob: BLAKE3 keyed with the repository's id key,
+/// over the blob's plaintext. Shown as 64 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(pub [u8; 32]);
+
+impl BlobId {
+    /// The hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobId({})", &self.to_hex()[..16])
+    }
+}
+
+impl FromStr for BlobId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<BlobId> {
+        parse_id32(s).map(BlobId)
+    }
+}
+
+impl Serialize for BlobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for BlobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BlobId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses 64 hex digits.
+pub(crate) fn parse_id32(s: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return Err(Error::invalid(
+            "id",
+            format!("'{s}' is not 64 hex digits (it has {} characters)", s.len()),
+        ));
+    }
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|e| Error::invalid("id", format!("'{s}' is not hex: {e}")))?;
+    Ok(out)
+}
+
+/// The repository's secret keys (zeroed when dropped).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct MasterKey {
+    pub encrypt: [u8; 32],
+    pub id: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize)]
+struct MasterKeyJson {
+    encrypt: String,
+    id: String,
+}
+
+impl MasterKey {
+    pub fn random() -> MasterKey {
+        let mut k = MasterKey {
+            encrypt: [0; 32],
+            id: [0; 32],
+        };
+        rand::rng().fill_bytes(&mut k.encrypt);
+        rand::rng().fill_bytes(&mut k.id);
+        k
+    }
+
+    pub fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.encrypt).into())
+    }
+}
+
+/// Argon2id parameters, stored in each key file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    /// 64 MiB, 3 passes, 1 lane (OWASP's recommendation for argon2id is at
+    /// least 19 MiB and 2 passes).
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
+    }
+}
+
+/// The JSON of `keys/<id>`.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KeyFile {
+    pub version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: time::OffsetDateTime,
+    pub hostname: String,
+    pub kdf: KdfJson,
+    /// Base64 of the sealed master key JSON.
+    pub data: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KdfJson {
+    pub algorithm: String,
+    pub version: u32,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Base64 of 16 random bytes.
+    pub salt: String,
+}
+
+fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
+    if p.algorithm != "argon2id" || p.version != 0x13 {
+        return Err(Error::invalid(
+            "key file",
+            format!(
+                "key derivation '{}' version {} is not supported (argon2id version 19 is)",
+                p.algorithm, p.version
+            ),
+        ));
+    }
+    let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
+        .map_err(|e| Error::invalid("key derivation parameters", e.to_string()))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; 32];
+    argon
+        .hash_password_into(password.as_bytes(), salt, &mut out)
+        .map_err(|e| Error::invalid("key derivation", e.to_string()))?;
+    Ok(out)
+}
+
+impl KeyFile {
+    /// A new key file protecting `master` with `password`.
+    pub fn create(master: &MasterKey, password: &str, params: KdfParams) -> Result<KeyFile> {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let kdf = KdfJson {
+            algorithm: "argon2id".into(),
+            version: 0x13,
+            memory_kib: params.memory_kib,
+            iterations: params.iterations,
+            parallelism: params.parallelism,
+            salt: B64.encode(salt),
+        };
+        let mut user = derive(password, &salt, &kdf)?;
+        let json = serde_json::to_vec(&MasterKeyJson {
+            encrypt: B64.encode(master.encrypt),
+            id: B64.encode(master.id),
+        })
+        .expect("serializing keys");
+        let sealed = seal(&XChaCha20Poly1305::new((&user).into()), aad::KEY, &json, 0);
+        user.zeroize();
+        Ok(KeyFile {
+            version: 1,
+            created: time::OffsetDateTime::now_utc(),
+            hostname: crate::lock::hostname(),
+            kdf,
+            data: B64.encode(sealed),
+        })
+    }
+
+    /// The master key, or `None` when the password is wrong.
+    pub fn unlock(&self, password: &str) -> Result<Option<MasterKey>> {
+        if self.version != 1 {
+            return Err(Error::invalid(
+                "key file",
+                format!("version {} is not supported (1 is)", self.version),
+            ));
+        }
+        let salt = B64
+            .decode(&self.kdf.salt)
+            .map_err(|e| Error::corrupt("key file", format!("salt is not base64: {e}")))?;
+        let data = B64
+            .decode(&self.data)
+            .map_err(|e| Error::corrupt("key file", format!("data is not base64: {e}")))?;
+        let mut user = derive(password, &salt, &self.kdf)?;
+        let opened = open(&XChaCha20Poly1305::new((&user).into()), aad::KEY, &data);
+        user.zeroize();
+        let Ok(mut json) = opened else {
+            return Ok(None);
+        };
+        let parsed: MasterKeyJson = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt("key file", format!("master key JSON: {e}")))?;
+        json.zeroize();
+        let mut key = MasterKey {
+            encrypt: [0; 32],
+            id: [0; 32],
+        };
+        for (src, dst) in [
+            (&parsed.encrypt, &mut key.encrypt),
+            (&parsed.id, &mut key.id),
+        ] {
+            let v = B64
+                .decode(src)
+                .map_err(|e| Error::corrupt("key file", format!("master key: {e}")))?;
+            if v.len() != 32 {
+                return Err(Error::corrupt("key file", "a master key is not 32 bytes"));
+            }
+            dst.copy_from_slice(&v);
+        }
+        Ok(Some(key))
+    }
+}
+
+thread_local! {
+    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(Vec::new()) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses `data` at zstd `level` into `out[start..]` (resizing `out`),
+/// returning false when compression does not make it smaller.
+fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>, start: usize) -> bool {
+    let bound = zstd::zstd_safe::compress_bound(data.len());
+    out.resize(start + bound, 0);
+    let n = COMPRESSORS.with(|c| {
+        let mut c = c.borrow_mut();
+        let pos = match c.iter().position(|(l, _)| *l == level) {
+            Some(p) => p,
+            None => {
+                let comp = zstd::bulk::Compressor::new(level).expect("zstd compressor");
+                c.push((level, comp));
+                c.len() - 1
+            }
+        };
+        c[pos].1.compress_to_buffer(data, &mut out[start..])
+    });
+    match n {
+        Ok(n) if n < data.len() => {
+            out.truncate(start + n);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Seals `data`: compressed with zstd at `level` (0 = never compress) when
+/// that makes it smaller, then encrypted with a random nonce.
+pub(crate) fn seal(cipher: &XChaCha20Poly1305, aad: &[u8], data: &[u8], level: i32) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let compressed =
+        level != 0 && data.len() > 32 && compress_into(data, level, &mut buf, NONCE_LEN + 1);
+    if !compressed {
+        buf.clear();
+        buf.reserve(data.len() + OVERHEAD);
+        buf.resize(NONCE_LEN + 1, 0);
+        buf.extend_from_slice(data);
+    }
+    buf[NONCE_LEN] = if compressed { FLAG_ZSTD } else { FLAG_STORED };
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
+    let tag = cipher
+        .encrypt_in_place_detached(&XNonce::from(nonce), aad, &mut buf[NONCE_LEN..])
+        .expect("XChaCha20-Poly1305 accepts any message length in use");
+    buf.extend_from_slice(&tag);
+    buf
+}
+
+/// Why a sealed object did not open.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// Authentication failed: wrong key, or modified bytes.
+    Auth,
+    /// Authentic but not decodable (unknown flag, bad zstd data, too large).
+    Format(String),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Auth => f.write_str(
+                "authentication failed (the bytes were modified, or it belongs elsewhere)",
+            ),
+            OpenError::Format(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Decrypts a sealed object and decompresses its payload; `max_len` bounds
+/// the decompressed size (for zstd payloads).
+pub(crate) fn open_bounded(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    sealed: &[u8],
+    max_len: usize,
+) -> std::result::Result<Vec<u8>, OpenError> {
+    if sealed.len() < OVERHEAD {
+        return Err(OpenError::Format(format!(
+            "it is {} bytes, shorter than the {OVERHEAD} bytes of nonce, flag and tag",
+            sealed.len()
+        )));
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+    let tag: [u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN");
+    let mut buf = ct.to_vec();
+    cipher
+        .decrypt_in_place_detached(&XNonce::from(nonce), aad, &mut buf, &Tag::from(tag))
+        .map_err(|_| OpenError::Auth)?;
+    match buf[0] {
+        FLAG_STORED => {
+            buf.remove(0);
+            Ok(buf)
+        }
+        FLAG_ZSTD => DECOMPRESSOR.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| OpenError::Format(e.to_string()))?,
+                );
+            }
+            let size = match zstd::zstd_safe::get_frame_content_size(&buf[1..]) {
+                Ok(Some(n)) if n <= max_len as u64 => n as usize,
+                Ok(Some(n)) => {
+                    return Err(OpenError::Format(format!(
+                        "it claims {n} bytes uncompressed, more than the {max_len} expected"
+                    )));
+                }
+                _ => {
+                    return Err(OpenError::Format(
+                        "zstd frame has no readable content size".into(),
+                    ));
+                }
+            };
+            d.as_mut()
+                .expect("decompressor just created")
+                .decompress(&buf[1..], size)
+                .map_err(|e| OpenError::Format(format!("zstd data does not decompress: {e}")))
+        }),
+        other => Err(OpenError::Format(format!("unknown payload flag {other}"))),
+    }
+}
+
+/// [`open_bounded`] for files (bounded at 4 GiB).
+pub(crate) fn open(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    sealed: &[u8],
+) -> std::result::Result<Vec<u8>, OpenError> {
+    open_bounded(cipher, aad, sealed, u32::MAX as usize)
+}

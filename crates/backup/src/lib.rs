@@ -1,0 +1,41 @@
+//! graphbox's backup repository: a versioned, deduplicated, compressed and
+//! encrypted store of mailbox snapshots, in a local directory or an object
+//! store. The format is specified in `docs/REPOSITORY.md`.
+//!
+//! - [`Repository`]: init / open, blobs ([`Repository::put_blob`],
+//!   [`Repository::get_blob`]), [`Repository::flush`], snapshots, locks, the
+//!   state area, [`Repository::verify`], [`Repository::prune`],
+//!   [`Repository::find`].
+//! - [`diff`] between two snapshots; [`meta::extract`] reads an item's
+//!   metadata from its FTS.
+
+mod backend;
+mod crypto;
+mod error;
+mod find;
+pub mod lock;
+pub mod meta;
+pub mod pack;
+mod prune;
+mod repo;
+pub mod retention;
+mod snapshot;
+mod verify;
+
+pub use crypto::{BlobId, KdfParams};
+pub use error::{Error, Result};
+pub use find::{FindHit, FindQuery};
+pub use lock::{LockGuard, LockKind, LockRecord};
+pub use meta::{ExtractedMeta, Sender, extract};
+pub use pack::{BlobKind, PackEntry};
+pub use prune::PruneReport;
+pub use repo::{
+    DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, FORMAT_VERSION, ITEMS_PER_CHUNK, InitOptions,
+    RepoStats, Repository,
+};
+pub use retention::RetentionPolicy;
+pub use snapshot::{
+    FolderEntry, ItemChange, ItemEntry, ItemError, Snapshot, SnapshotDiff, SnapshotId,
+    SnapshotSummary, diff,
+};
+pub use verify::{Problem, VerifyReport};

@@ -1,0 +1,175 @@
+//! The backup client: `graphbox init | backup | snapshots | verify | prune |
+//! find | restore`. It speaks only the public Graph API (crates/client), so
+//! the same commands protect a graphbox server and an Exchange Online tenant;
+//! the repository format is crates/backup (docs/REPOSITORY.md).
+
+mod conn;
+mod inspect;
+mod restore;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+/// The backup client's subcommands (flattened into the top-level command).
+#[derive(Subcommand, Debug)]
+pub enum ClientCmd {
+    /// Create a new, empty backup repository.
+    Init(InitArgs),
+    /// Back mailboxes up into a repository (incremental after the first run).
+    Backup(run::BackupArgs),
+    /// List, show and compare snapshots.
+    Snapshots(inspect::SnapshotsArgs),
+    /// Check a repository's structure (and with --read-data every byte).
+    Verify(inspect::VerifyArgs),
+    /// Forget snapshots by a retention policy and reclaim unused data.
+    Prune(inspect::PruneArgs),
+    /// Search item metadata across snapshots (no server needed).
+    Find(inspect::FindArgs),
+    /// Restore a snapshot (or part of it) into a mailbox or into .fts files.
+    Restore(restore::RestoreArgs),
+}
+
+/// Where the repository is and how to open it.
+#[derive(Args, Debug, Clone)]
+pub struct RepoArgs {
+    /// Repository: a local path or file:///PATH, s3://BUCKET/PREFIX,
+    /// az://CONTAINER/PREFIX.
+    #[arg(long, short = 'r', env = "GRAPHBOX_REPO", value_name = "URL")]
+    pub repo: String,
+    /// File holding the repository password (first line). Or set
+    /// GRAPHBOX_REPO_PASSWORD.
+    #[arg(long, env = "GRAPHBOX_REPO_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// How long to wait for another process's lock on the repository (seconds).
+    #[arg(long, default_value_t = 0)]
+    pub lock_wait: u64,
+}
+
+impl RepoArgs {
+    pub fn password(&self) -> Result<String> {
+        if let Some(f) = &self.password_file {
+            let s = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the password file {}", f.display()))?;
+            let p = s.lines().next().unwrap_or("").to_string();
+            if p.is_empty() {
+                bail!(
+                    "the password file {} is empty: put the repository password on its first line",
+                    f.display()
+                );
+            }
+            return Ok(p);
+        }
+        match std::env::var("GRAPHBOX_REPO_PASSWORD") {
+            Ok(p) if !p.is_empty() => Ok(p),
+            _ => bail!(
+                "no repository password: give --password-file FILE or set GRAPHBOX_REPO_PASSWORD"
+            ),
+        }
+    }
+
+    pub fn lock_wait(&self) -> Duration {
+        Duration::from_secs(self.lock_wait)
+    }
+
+    pub async fn open(&self) -> Result<backup::Repository> {
+        let password = self.password()?;
+        backup::Repository::open(&self.repo, &password)
+            .await
+            .map_err(|e| match e {
+                backup::Error::WrongPassword { .. } => anyhow::anyhow!(
+                    "wrong password for the repository {}: check --password-file / GRAPHBOX_REPO_PASSWORD",
+                    self.repo
+                ),
+                other => anyhow::Error::new(other)
+                    .context(format!("opening the repository {}", self.repo)),
+            })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cmd: ClientCmd) -> Result<()> {
+    match cmd {
+        ClientCmd::Init(a) => {
+            let password = a.repo.password()?;
+            let repo = backup::Repository::init(&a.repo.repo, &password)
+                .await
+                .with_context(|| format!("creating the repository {}", a.repo.repo))?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"repository": repo.url(), "id": repo.id()})
+                );
+            } else {
+                println!("created repository {} at {}", repo.id(), repo.url());
+            }
+            Ok(())
+        }
+        ClientCmd::Backup(a) => run::run(a).await,
+        ClientCmd::Snapshots(a) => inspect::snapshots(a).await,
+        ClientCmd::Verify(a) => inspect::verify(a).await,
+        ClientCmd::Prune(a) => inspect::prune(a).await,
+        ClientCmd::Find(a) => inspect::find(a).await,
+        ClientCmd::Restore(a) => restore::run(a).await,
+    }
+}
+
+/// A short, stable, file-name-safe key for repository state names.
+pub(crate) fn state_key(parts: &[&str]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0]);
+    }
+    h.finalize().to_hex()[..32].to_string()
+}
+
+/// Sizes for people: 1.5 MiB.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Progress bars on a terminal (hidden when stderr is not one or with --json).
+pub(crate) fn progress_bar(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} items, {msg} ({per_sec}, ETA {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}

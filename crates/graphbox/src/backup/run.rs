@@ -1,0 +1,528 @@
+//! `graphbox backup`: one snapshot per mailbox per run, incremental through
+//! folder and item delta, resumable after a crash through checkpoints.
+//!
+//! Per mailbox:
+//! 1. folder delta from the parent snapshot's link (a full round without one
+//!    or when the server says the sync state is gone) gives the folder tree;
+//! 2. item delta per folder from the parent's links gives what changed; an
+//!    item whose changeKey is the parent's (or the interrupted run's
+//!    checkpoint's) keeps its content reference and is not exported again;
+//! 3. the rest is exported in batches (exportItems, at most the profile's
+//!    concurrency of requests per mailbox), each item's FTS stored once in
+//!    the repository; every few hundred items the repository is flushed and
+//!    a checkpoint saved, so a killed run resumes where it stopped;
+//! 4. the snapshot (folder tree, items, delta links, per-item errors) is
+//!    saved last.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use backup::{FolderEntry, ItemEntry, ItemError, LockKind, Repository, Snapshot};
+use bytes::Bytes;
+use clap::Args;
+use client::{ExportOutcome, GraphClient, ItemSummary};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::conn::{ConnArgs, mailbox_keys};
+use super::{RepoArgs, human_bytes, progress_bar, state_key};
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Mailbox to back up: a user principal name or an MBX: id (repeatable).
+    #[arg(long = "mailbox", short = 'm', value_name = "UPN|MBX")]
+    pub mailboxes: Vec<String>,
+    /// A file listing mailboxes, one per line (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub mailboxes_file: Option<PathBuf>,
+    /// Also back up each user's archive mailbox, when it has one.
+    #[arg(long)]
+    pub archive: bool,
+    /// Tag the snapshots (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Ignore the previous snapshot: export everything again.
+    #[arg(long)]
+    pub full: bool,
+    /// Items between checkpoints (a killed run resumes from the last one).
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_items: usize,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What an interrupted run had already saved (repository state).
+#[derive(Serialize, Deserialize, Default)]
+struct Checkpoint {
+    mailbox_id: String,
+    items: Vec<ItemEntry>,
+}
+
+#[derive(Serialize, Default, Debug)]
+pub struct MailboxSummary {
+    pub mailbox: String,
+    pub label: String,
+    pub snapshot: Option<String>,
+    pub parent: Option<String>,
+    pub folders: usize,
+    pub items: usize,
+    pub exported: usize,
+    pub exported_bytes: u64,
+    pub reused: usize,
+    pub resumed: usize,
+    pub new_blobs: usize,
+    pub removed: usize,
+    pub full_delta: bool,
+    pub errors: Vec<ItemError>,
+    pub seconds: f64,
+    /// The run failed as a whole (no snapshot was saved).
+    pub failed: Option<String>,
+}
+
+pub async fn run(a: BackupArgs) -> Result<()> {
+    let keys = mailbox_keys(&a.mailboxes, a.mailboxes_file.as_ref())?;
+    let client = a.conn.client()?;
+    let repo = a.repo.open().await?;
+    let lock = repo
+        .lock(LockKind::Exclusive, "backup", a.repo.lock_wait())
+        .await
+        .map_err(|e| match e {
+            backup::Error::Locked { .. } => anyhow::anyhow!(
+                "{e}\nAnother backup or prune is using the repository; wait for it (or use --lock-wait SECONDS). A lock left by a crashed process on this host is taken over automatically once that process is gone."
+            ),
+            other => anyhow::Error::new(other).context("locking the repository"),
+        })?;
+    let started = Instant::now();
+    let mut summaries = Vec::new();
+    for key in &keys {
+        let mut targets = Vec::new();
+        match client.mailbox_for_user(key).await {
+            Ok(m) => {
+                if a.archive
+                    && let Some(arch) = &m.archive
+                {
+                    targets.push((arch.clone(), format!("{} (archive)", m.label)));
+                }
+                targets.insert(0, (m.id.clone(), m.label.clone()));
+            }
+            Err(e) => {
+                summaries.push(MailboxSummary {
+                    mailbox: key.clone(),
+                    label: key.clone(),
+                    failed: Some(format!("cannot resolve the mailbox: {e}")),
+                    ..Default::default()
+                });
+                continue;
+            }
+        }
+        for (id, label) in targets {
+            let t0 = Instant::now();
+            let s = match backup_mailbox(&repo, &client, &id, &label, &a).await {
+                Ok(s) => s,
+                Err(e) => MailboxSummary {
+                    mailbox: id.clone(),
+                    label: label.clone(),
+                    failed: Some(format!("{e:#}")),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    ..Default::default()
+                },
+            };
+            summaries.push(s);
+        }
+    }
+    drop(lock);
+    let stats = client.stats();
+    let failed: Vec<&MailboxSummary> = summaries
+        .iter()
+        .filter(|s| s.failed.is_some() || !s.errors.is_empty())
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "mailboxes": summaries,
+                "seconds": started.elapsed().as_secs_f64(),
+                "requests": stats.requests,
+                "retries": stats.retries,
+                "throttled": stats.throttled,
+                "networkErrors": stats.network_errors,
+                "ok": failed.is_empty(),
+            }))?
+        );
+    } else {
+        for s in &summaries {
+            match &s.failed {
+                Some(why) => println!("{}: FAILED: {why}", s.label),
+                None => println!(
+                    "{}: snapshot {} ({} folders, {} items; exported {} = {}, unchanged {}, resumed {}, removed {}, {} errors) in {:.1} s",
+                    s.label,
+                    s.snapshot.as_deref().unwrap_or("-"),
+                    s.folders,
+                    s.items,
+                    s.exported,
+                    human_bytes(s.exported_bytes),
+                    s.reused,
+                    s.resumed,
+                    s.removed,
+                    s.errors.len(),
+                    s.seconds
+                ),
+            }
+            for e in &s.errors {
+                println!(
+                    "  item {} (folder {}): {}: {}",
+                    e.item_id.as_deref().unwrap_or("-"),
+                    e.folder_id.as_deref().unwrap_or("-"),
+                    e.code,
+                    e.message
+                );
+            }
+        }
+        println!(
+            "{} requests, {} retries, {} throttled answers",
+            stats.requests, stats.retries, stats.throttled
+        );
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} mailboxes had failures (listed above); the snapshots that were saved record their item errors",
+            failed.len(),
+            summaries.len()
+        );
+    }
+    Ok(())
+}
+
+async fn backup_mailbox(
+    repo: &Repository,
+    client: &GraphClient,
+    mbx: &str,
+    label: &str,
+    a: &BackupArgs,
+) -> Result<MailboxSummary> {
+    let t0 = Instant::now();
+    let mut summary = MailboxSummary {
+        mailbox: mbx.to_string(),
+        label: label.to_string(),
+        ..Default::default()
+    };
+    let parent = if a.full {
+        None
+    } else {
+        repo.latest_snapshot(mbx)
+            .await
+            .context("reading the previous snapshot")?
+    };
+    summary.parent = parent
+        .as_ref()
+        .and_then(|p| p.id.as_ref().map(|i| i.0.clone()));
+    let checkpoint_name = format!("checkpoint-{}", state_key(&[mbx]));
+    let checkpoint: HashMap<String, ItemEntry> = match repo.get_state(&checkpoint_name).await? {
+        Some(raw) => serde_json::from_slice::<Checkpoint>(&raw)
+            .map(|c| c.items.into_iter().map(|i| (i.id.clone(), i)).collect())
+            .unwrap_or_default(),
+        None => HashMap::new(),
+    };
+
+    // 1. The folder tree.
+    let parent_folder_link = parent.as_ref().and_then(|p| p.folder_delta_link.clone());
+    let (fdelta, full_folders) = match client
+        .folders_delta(mbx, parent_folder_link.as_deref())
+        .await
+    {
+        Ok(d) => (d, parent_folder_link.is_none()),
+        Err(client::Error::SyncStateNotFound { .. }) if parent_folder_link.is_some() => {
+            (client.folders_delta(mbx, None).await?, true)
+        }
+        Err(e) => return Err(e).context("folder delta"),
+    };
+    let mut folders: BTreeMap<String, FolderEntry> = BTreeMap::new();
+    if !full_folders && let Some(p) = &parent {
+        for f in &p.folders {
+            folders.insert(f.id.clone(), f.clone());
+        }
+    }
+    for id in &fdelta.removed {
+        folders.remove(id);
+    }
+    for f in fdelta.changed {
+        folders.insert(
+            f.id.clone(),
+            FolderEntry {
+                id: f.id,
+                parent_id: f.parent_folder_id,
+                display_name: f.display_name,
+                folder_type: f.folder_type,
+            },
+        );
+    }
+    summary.full_delta = full_folders;
+
+    // 2. Item delta per folder.
+    let mut snap = Snapshot::new(mbx, label);
+    snap.tags = a.tags.clone();
+    snap.parent = parent.as_ref().and_then(|p| p.id.clone());
+    snap.folder_delta_link = Some(fdelta.delta_link);
+    let mut parent_items: HashMap<&str, &ItemEntry> = HashMap::new();
+    let mut parent_by_folder: HashMap<&str, Vec<&ItemEntry>> = HashMap::new();
+    if let Some(p) = &parent {
+        for i in &p.items {
+            parent_items.insert(i.id.as_str(), i);
+            parent_by_folder
+                .entry(i.folder_id.as_str())
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut kept: Vec<ItemEntry> = Vec::new();
+    let mut to_export: Vec<ItemSummary> = Vec::new();
+    let mut resumed = Vec::new();
+    for folder in folders.values() {
+        let link = parent
+            .as_ref()
+            .and_then(|p| p.item_delta_links.get(&folder.id).cloned());
+        let (d, full) = match client.items_delta(mbx, &folder.id, link.as_deref()).await {
+            Ok(d) => (d, link.is_none()),
+            Err(client::Error::SyncStateNotFound { .. }) if link.is_some() => {
+                (client.items_delta(mbx, &folder.id, None).await?, true)
+            }
+            Err(e) if e.is_not_found() => {
+                // The folder went away between folder delta and item delta:
+                // the next run's folder delta records it.
+                snap.errors.push(ItemError {
+                    item_id: None,
+                    folder_id: Some(folder.id.clone()),
+                    code: e.code().unwrap_or("ErrorFolderNotFound").to_string(),
+                    message: format!("{e}"),
+                });
+                continue;
+            }
+            Err(e) => return Err(e).context(format!("item delta of folder {}", folder.id)),
+        };
+        snap.item_delta_links
+            .insert(folder.id.clone(), d.delta_link.clone());
+        // Start from the parent's items of this folder (incremental) ...
+        let mut current: HashMap<String, ItemEntry> = HashMap::new();
+        if !full {
+            for i in parent_by_folder
+                .get(folder.id.as_str())
+                .into_iter()
+                .flatten()
+            {
+                current.insert(i.id.clone(), (*i).clone());
+            }
+        }
+        let removed: HashSet<&str> = d.removed.iter().map(String::as_str).collect();
+        summary.removed += current
+            .keys()
+            .filter(|k| removed.contains(k.as_str()))
+            .count();
+        current.retain(|k, _| !removed.contains(k.as_str()));
+        // ... and apply what changed.
+        for s in d.changed {
+            let known = parent_items
+                .get(s.id.as_str())
+                .copied()
+                .filter(|p| p.change_key == s.change_key && repo.has_blob(&p.blob));
+            if let Some(p) = known {
+                let mut e = p.clone();
+                e.folder_id = folder.id.clone();
+                current.insert(s.id.clone(), e);
+                continue;
+            }
+            current.remove(&s.id);
+            match checkpoint
+                .get(&s.id)
+                .filter(|c| c.change_key == s.change_key && repo.has_blob(&c.blob))
+            {
+                Some(c) => {
+                    let mut e = c.clone();
+                    e.folder_id = folder.id.clone();
+                    resumed.push(e);
+                }
+                None => to_export.push(s),
+            }
+        }
+        kept.extend(current.into_values());
+    }
+    summary.reused = kept.len();
+    summary.resumed = resumed.len();
+    kept.extend(resumed.iter().cloned());
+
+    // 3. Export what is new or changed.
+    let total_bytes: u64 = to_export.iter().map(|s| s.size.unwrap_or(0)).sum();
+    let pb = progress_bar(to_export.len() as u64, label, a.json);
+    let by_id: HashMap<String, ItemSummary> = to_export
+        .iter()
+        .map(|s| (s.id.clone(), s.clone()))
+        .collect();
+    let request: Vec<(String, u64)> = to_export
+        .iter()
+        .map(|s| (s.id.clone(), s.size.unwrap_or(0)))
+        .collect();
+    let mut saved: Vec<ItemEntry> = resumed;
+    let mut since_checkpoint = 0usize;
+    let mut last_checkpoint = Instant::now();
+    let by_id = Arc::new(by_id);
+    let mut stream = client
+        .export_stream(mbx, request)
+        .map(|outcome| {
+            let repo = repo.clone();
+            let by_id = by_id.clone();
+            tokio::spawn(async move { store_item(&repo, &by_id, outcome?).await })
+        })
+        .buffer_unordered(4);
+    while let Some(joined) = stream.next().await {
+        let stored = joined.context("a storing task failed")??;
+        match stored {
+            Stored::Saved { entry, bytes, new } => {
+                summary.exported += 1;
+                summary.exported_bytes += bytes;
+                summary.new_blobs += usize::from(new);
+                pb.inc(1);
+                pb.set_message(format!(
+                    "{} of ~{}",
+                    human_bytes(summary.exported_bytes),
+                    human_bytes(total_bytes)
+                ));
+                saved.push(entry);
+                since_checkpoint += 1;
+            }
+            Stored::Failed(err) => {
+                pb.inc(1);
+                snap.errors.push(err);
+            }
+        }
+        if since_checkpoint >= a.checkpoint_items.max(1)
+            || (since_checkpoint > 0 && last_checkpoint.elapsed() > Duration::from_secs(30))
+        {
+            save_checkpoint(repo, &checkpoint_name, mbx, &saved).await?;
+            since_checkpoint = 0;
+            last_checkpoint = Instant::now();
+        }
+    }
+    pb.finish_and_clear();
+
+    // 4. The snapshot.
+    kept.extend(saved);
+    kept.sort_by(|a, b| a.folder_id.cmp(&b.folder_id).then(a.id.cmp(&b.id)));
+    snap.items = kept;
+    snap.folders = folders.into_values().collect();
+    snap.complete = true;
+    summary.folders = snap.folders.len();
+    summary.items = snap.items.len();
+    summary.errors = snap.errors.clone();
+    let id = repo
+        .save_snapshot(&snap)
+        .await
+        .context("saving the snapshot")?;
+    repo.delete_state(&checkpoint_name).await?;
+    summary.snapshot = Some(id.0.clone());
+    summary.seconds = t0.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+enum Stored {
+    Saved {
+        entry: ItemEntry,
+        bytes: u64,
+        new: bool,
+    },
+    Failed(ItemError),
+}
+
+/// Stores one exported item: metadata from its FTS, content into a pack.
+async fn store_item(
+    repo: &Repository,
+    by_id: &HashMap<String, ItemSummary>,
+    outcome: ExportOutcome,
+) -> Result<Stored> {
+    let (id, change_key, data) = match outcome {
+        ExportOutcome::Ok {
+            id,
+            change_key,
+            data,
+        } => (id, change_key, data),
+        ExportOutcome::Failed { id, code, message } => {
+            return Ok(Stored::Failed(ItemError {
+                folder_id: by_id.get(&id).map(|s| s.folder_id.clone()),
+                item_id: Some(id),
+                code,
+                message,
+            }));
+        }
+    };
+    let Some(summary) = by_id.get(&id) else {
+        bail!("the server exported item {id}, which was not asked for");
+    };
+    let for_meta: Bytes = data.clone();
+    let meta = tokio::task::spawn_blocking(move || backup::extract(&for_meta))
+        .await
+        .context("the metadata task failed")?;
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(Stored::Failed(ItemError {
+                item_id: Some(id),
+                folder_id: Some(summary.folder_id.clone()),
+                code: "InvalidExportData".into(),
+                message: format!("the exported data is not a valid item stream: {e}"),
+            }));
+        }
+    };
+    let bytes = data.len() as u64;
+    let (blob, new) = repo
+        .put_blob(data)
+        .await
+        .context("storing an item in the repository")?;
+    Ok(Stored::Saved {
+        entry: ItemEntry {
+            id,
+            folder_id: summary.folder_id.clone(),
+            change_key: if change_key.is_empty() {
+                summary.change_key.clone()
+            } else {
+                change_key
+            },
+            item_type: if summary.item_type.is_empty() {
+                meta.item_type
+            } else {
+                summary.item_type.clone()
+            },
+            size: meta.size,
+            created: meta.created,
+            modified: meta.modified,
+            subject: meta.subject,
+            sender: meta.sender.map(|s| s.display()),
+            categories: meta.categories,
+            blob,
+        },
+        bytes,
+        new,
+    })
+}
+
+async fn save_checkpoint(
+    repo: &Repository,
+    name: &str,
+    mbx: &str,
+    saved: &[ItemEntry],
+) -> Result<()> {
+    repo.flush().await.context("flushing the repository")?;
+    let c = Checkpoint {
+        mailbox_id: mbx.to_string(),
+        items: saved.to_vec(),
+    };
+    repo.put_state(name, &serde_json::to_vec(&c)?)
+        .await
+        .context("saving a checkpoint")?;
+    Ok(())
+}

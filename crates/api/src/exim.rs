@@ -609,21 +609,21 @@ pub async fn import_item(
     };
 
     // Decode Data in place and drop the JSON around it.
-    let data: Bytes = match escaped_data {
+    let data: Vec<u8> = match escaped_data {
         Some(s) => {
             drop(buf);
             let mut v = s.into_bytes();
             let len = v.len();
             let n = decode_base64_in_place(&mut v, 0, len).map_err(ApiError::bad_request)?;
             v.truncate(n);
-            Bytes::from(v)
+            v
         }
         None => {
             let (start, end) = data_span;
             let n = decode_base64_in_place(&mut buf, start, end).map_err(ApiError::bad_request)?;
             buf.copy_within(start..start + n, 0);
             buf.truncate(n);
-            Bytes::from(buf)
+            buf
         }
     };
     if data.len() as u64 > max {
@@ -635,23 +635,31 @@ pub async fn import_item(
         ));
     }
 
-    // Validate before anything is stored.
-    let decoded = fts::decode(&data).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ErrorInvalidData",
-            format!(
-                "Data is not a valid FTS item stream: at byte {} of the decoded Data: {}. Nothing was stored.",
-                e.offset, e.kind
-            ),
-        )
-    })?;
+    // Validate before anything is stored. The buffer is unframed in place,
+    // so a 100 MB item never exists twice in memory; the stored blob is
+    // rebuilt byte for byte from the unframed bytes and the record layout.
+    let len = data.len();
+    let (decoded, unframed) =
+        fts::decode::decode_vec(data, &fts::Limits::default()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidData",
+                format!(
+                    "Data is not a valid FTS item stream: at byte {} of the decoded Data: {}. Nothing was stored.",
+                    e.offset, e.kind
+                ),
+            )
+        })?;
     let fts::Root::MessageContent(content) = &decoded.root else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "ErrorInvalidData",
             "Data decodes as an FTS stream but not as one item (messageContent): import takes what exportItems returns for one item. Nothing was stored.",
         ));
+    };
+    let parts: Vec<Bytes> = match &decoded.framing {
+        Some(f) => f.parts(&unframed),
+        None => vec![unframed.clone()],
     };
 
     let folder = match state.meta.resolve_folder(&mbx.id, &folder_id).await {
@@ -681,10 +689,9 @@ pub async fn import_item(
         }
     }
 
-    let len = data.len();
     let item = {
         let _shared = state.exim.gate.read().await;
-        let blob = state.blobs.put(data.clone()).await?;
+        let blob = state.blobs.put_parts(parts).await?;
         let new = crate::ingest::metadata(content, len, blob);
         match &update {
             None => state.meta.create_item(&mbx.id, &folder.id, new).await?,

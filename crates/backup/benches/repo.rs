@@ -91,6 +91,36 @@ fn bench(c: &mut Criterion) {
                 })
             })
         });
+        // Where put_blob's time goes: hashing, compressing, encrypting.
+        let key = [7u8; 32];
+        g.bench_function("part_blake3_keyed", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(blake3::keyed_hash(&key, &items[i % items.len()]))
+            })
+        });
+        let level = backup::DEFAULT_COMPRESSION_LEVEL;
+        g.bench_function("part_zstd", |b| {
+            let mut c = zstd::bulk::Compressor::new(level).unwrap();
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(c.compress(&items[i % items.len()]).unwrap())
+            })
+        });
+        g.bench_function("part_xchacha20poly1305", |b| {
+            use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+            let cipher = chacha20poly1305::XChaCha20Poly1305::new(&key.into());
+            let mut buf = items[0].to_vec();
+            b.iter(|| {
+                black_box(
+                    cipher
+                        .encrypt_in_place_detached(&[1u8; 24].into(), b"", &mut buf)
+                        .unwrap(),
+                )
+            })
+        });
         // Restore: read back a stored set round-robin.
         let (repo, ids) = rt.block_on(async {
             let repo = Repository::init_with("memory://", "bench", opts())

@@ -110,6 +110,19 @@ impl Backend {
                             ),
                         )
                     })?;
+                // object_store reads `az://container/a/b` as if `a` named the
+                // container again and returns the prefix `b`; the container is
+                // the host, so the whole path is the prefix.
+                let prefix = if parsed.scheme() == "az" {
+                    ObjectPath::from_url_path(parsed.path()).map_err(|e| {
+                        Error::invalid(
+                            "repository URL",
+                            format!("'{}' has an unusable path: {e}", redact_url(url)),
+                        )
+                    })?
+                } else {
+                    prefix
+                };
                 Ok(Backend::Object {
                     store: Arc::from(store),
                     prefix,

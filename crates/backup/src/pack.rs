@@ -168,6 +168,11 @@ impl PackBuilder {
         e
     }
 
+    /// Bytes the buffer holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn len(&self) -> usize {
         self.buf.len()
     }

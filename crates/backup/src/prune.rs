@@ -75,7 +75,10 @@ impl Repository {
     }
 
     async fn prune_locked(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<PruneReport> {
-        self.flush().await?;
+        // No blob of this value may be added meanwhile: its pack could look
+        // unindexed and be deleted.
+        let _gate = self.inner.gate.write().await;
+        self.flush_locked().await?;
         let mut report = PruneReport {
             dry_run,
             ..Default::default()

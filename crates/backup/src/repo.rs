@@ -176,7 +176,7 @@ pub(crate) struct Inner {
     level: AtomicI32,
     /// `put_blob` holds it shared, `flush` exclusively: a flush waits for the
     /// blobs being added and then writes everything.
-    gate: tokio::sync::RwLock<()>,
+    pub(crate) gate: tokio::sync::RwLock<()>,
     pub state: Mutex<State>,
     counters: Counters,
     failed: Mutex<Option<String>>,
@@ -347,7 +347,8 @@ impl Inner {
         if st.open.is_empty() {
             return None;
         }
-        let builder = std::mem::take(&mut st.open);
+        let cap = st.open.capacity();
+        let builder = std::mem::replace(&mut st.open, PackBuilder::with_capacity(cap));
         let (id, bytes, entries) = builder.finish(cipher);
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -834,8 +835,13 @@ impl Repository {
 
     /// Makes every blob added so far durable and indexed.
     pub async fn flush(&self) -> Result<()> {
+        let _gate = self.inner.gate.write().await;
+        self.flush_locked().await
+    }
+
+    /// [`Repository::flush`] for a caller holding the gate exclusively.
+    pub(crate) async fn flush_locked(&self) -> Result<()> {
         let inner = &*self.inner;
-        let _gate = inner.gate.write().await;
         inner.check_failed()?;
         let taken = Inner::take_open(&mut inner.lock_state(), &inner.cipher);
         if let Some((seq, pid, bytes, entries)) = taken {

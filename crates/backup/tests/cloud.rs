@@ -41,6 +41,20 @@ async fn exercise(url: &str) {
         Repository::init_with(url, PASSWORD, opts()).await,
         Err(Error::AlreadyExists { .. })
     ));
+    // Prefixes isolate repositories sharing a bucket / container.
+    let sibling = format!("{url}-sibling");
+    Repository::init_with(&sibling, PASSWORD, opts())
+        .await
+        .unwrap();
+    assert!(
+        Repository::open(&sibling, PASSWORD)
+            .await
+            .unwrap()
+            .list_snapshots()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let small = text(1, 3000);
     let large = noise(2, 3 << 20);
     let (a, _) = repo.put_blob(small.clone()).await.unwrap();

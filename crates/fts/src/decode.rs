@@ -83,11 +83,47 @@ pub fn decode_with_limits(input: &Bytes, limits: &Limits) -> Result<Decoded, Err
         });
     }
     let (framing, fts) = frame::unframe(input)?;
-    match parse(&fts, None, limits) {
+    finish_framed(framing, &fts, input.len(), limits)
+}
+
+/// [`decode`] of an owned buffer, for callers that hold the only copy of a
+/// large input (the import endpoint): framed input is unframed in place
+/// ([`frame::unframe_vec`]), so decoding never allocates a second buffer the
+/// size of the input. Returns the decoded stream and the unframed FTS its
+/// values borrow from; `Framing::parts` rebuilds the framed bytes from it.
+pub fn decode_vec(input: Vec<u8>, limits: &Limits) -> Result<(Decoded, Bytes), Error> {
+    check_total(input.len(), limits)?;
+    if !frame::is_framed(&input) {
+        let fts = Bytes::from(input);
+        let (root, warnings) = parse(&fts, None, limits)?;
+        return Ok((
+            Decoded {
+                framing: None,
+                root,
+                warnings,
+            },
+            fts,
+        ));
+    }
+    let input_len = input.len();
+    let (framing, fts) = frame::unframe_vec(input)?;
+    let decoded = finish_framed(framing, &fts, input_len, limits)?;
+    Ok((decoded, fts))
+}
+
+/// The grammar over an unframed FTS, with errors and warnings reported at
+/// offsets of the framed input (`input_len` bytes).
+fn finish_framed(
+    framing: frame::Framing,
+    fts: &Bytes,
+    input_len: usize,
+    limits: &Limits,
+) -> Result<Decoded, Error> {
+    match parse(fts, None, limits) {
         Ok((root, mut warnings)) => {
             if let Some(need) = framing.truncated {
                 return Err(Error::new(
-                    input.len() as u64,
+                    input_len as u64,
                     ErrorKind::Truncated {
                         what: "frame record",
                         need,
@@ -109,7 +145,7 @@ pub fn decode_with_limits(input: &Bytes, limits: &Limits) -> Result<Decoded, Err
             {
                 // The FTS ran out because the frame did: report the frame.
                 return Err(Error::new(
-                    input.len() as u64,
+                    input_len as u64,
                     ErrorKind::Truncated {
                         what: "frame record",
                         need,

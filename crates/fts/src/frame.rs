@@ -400,6 +400,46 @@ pub fn unframe(input: &Bytes) -> Result<(Framing, Bytes), Error> {
     if !is_framed(input) {
         return Err(Error::new(0, ErrorKind::NotFramed));
     }
+    let (framing, chunks) = scan(input, |s, e| input.slice(s..e));
+    let fts = match chunks.as_slice() {
+        [] => Bytes::new(),
+        [(s, n)] => input.slice(*s..*s + *n),
+        many => {
+            let total: usize = many.iter().map(|(_, n)| n).sum();
+            let mut b = BytesMut::with_capacity(total);
+            for (s, n) in many {
+                b.extend_from_slice(&input[*s..*s + *n]);
+            }
+            b.freeze()
+        }
+    };
+    Ok((framing, fts))
+}
+
+/// [`unframe`] of an owned buffer, joining the TransferBuffer payloads in
+/// place: no second buffer the size of the input is ever allocated (the
+/// import path of a 100 MB item relies on it). Other records' payloads are
+/// copied out (they are a few bytes each).
+pub fn unframe_vec(mut input: Vec<u8>) -> Result<(Framing, Bytes), Error> {
+    if !is_framed(&input) {
+        return Err(Error::new(0, ErrorKind::NotFramed));
+    }
+    let (framing, chunks) = scan(&input, |s, e| Bytes::copy_from_slice(&input[s..e]));
+    let mut w = 0usize;
+    for (s, n) in chunks {
+        input.copy_within(s..s + n, w);
+        w += n;
+    }
+    input.truncate(w);
+    Ok((framing, Bytes::from(input)))
+}
+
+/// The record layout of framed input and the (start, length) of each
+/// TransferBuffer payload; `payload` makes the other records' payloads.
+fn scan(
+    input: &[u8],
+    mut payload: impl FnMut(usize, usize) -> Bytes,
+) -> (Framing, Vec<(usize, usize)>) {
     let mut framing = Framing::default();
     let mut chunks: Vec<(usize, usize)> = Vec::new();
     let mut pos = 0usize;
@@ -430,7 +470,7 @@ pub fn unframe(input: &Bytes) -> Result<(Framing, Bytes), Error> {
         } else {
             framing.frames.push(Frame::Record(Record {
                 opcode: op,
-                payload: input.slice(start..start + take),
+                payload: payload(start, start + take),
             }));
         }
         pos = start + take;
@@ -439,19 +479,40 @@ pub fn unframe(input: &Bytes) -> Result<(Framing, Bytes), Error> {
             break;
         }
     }
-    let fts = match chunks.as_slice() {
-        [] => Bytes::new(),
-        [(s, n)] => input.slice(*s..*s + *n),
-        many => {
-            let total: usize = many.iter().map(|(_, n)| n).sum();
-            let mut b = BytesMut::with_capacity(total);
-            for (s, n) in many {
-                b.extend_from_slice(&input[*s..*s + *n]);
+    (framing, chunks)
+}
+
+impl Framing {
+    /// The framed bytes of `fts` under this layout as a list of parts that
+    /// borrow `fts` (record headers and records are small new buffers, chunk
+    /// payloads are zero-copy slices): what [`Framing::write`] would produce,
+    /// without assembling it.
+    pub fn parts(&self, fts: &Bytes) -> Vec<Bytes> {
+        let layout = self.layout_for(fts.len());
+        let mut out = Vec::with_capacity(layout.len() * 2);
+        let mut off = 0usize;
+        for f in layout {
+            match f {
+                Frame::Record(r) => {
+                    let mut h = Vec::with_capacity(8 + r.payload.len());
+                    h.extend_from_slice(&r.opcode.to_le_bytes());
+                    h.extend_from_slice(&(r.payload.len() as u32).to_le_bytes());
+                    h.extend_from_slice(&r.payload);
+                    out.push(Bytes::from(h));
+                }
+                Frame::Chunk(n) => {
+                    let n = (n as usize).min(fts.len() - off);
+                    let mut h = Vec::with_capacity(8);
+                    h.extend_from_slice(&opcode::TRANSFER_BUFFER.to_le_bytes());
+                    h.extend_from_slice(&(n as u32).to_le_bytes());
+                    out.push(Bytes::from(h));
+                    out.push(fts.slice(off..off + n));
+                    off += n;
+                }
             }
-            b.freeze()
         }
-    };
-    Ok((framing, fts))
+        out
+    }
 }
 
 fn write_record(out: &mut Vec<u8>, op: u32, payload: &[u8]) {

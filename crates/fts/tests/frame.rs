@@ -198,3 +198,62 @@ fn truncated_framed_input_is_an_error_at_its_end() {
     assert_eq!(f.truncated, Some(5));
     assert!(matches!(f.frames.last(), Some(Frame::Chunk(211))));
 }
+
+/// The owned-buffer decode (import path) agrees with `decode` on every
+/// layout, including empty chunks and records between chunks, and
+/// `Framing::parts` rebuilds the framed input byte for byte.
+#[test]
+fn decode_vec_agrees_and_parts_rebuild_the_input() {
+    let fts = worked_fts();
+    let mut layouts: Vec<Bytes> = vec![worked_framed(), worked_fts()];
+    for k in (0..=fts.len()).step_by(13) {
+        layouts.push(framed_with_chunks(&fts, &[k, fts.len() - k]));
+    }
+    let mut v = header_records();
+    record(&mut v, 2, &[]);
+    record(&mut v, 2, &fts[..50]);
+    record(&mut v, 17, b"props");
+    record(&mut v, 2, &fts[50..]);
+    record(&mut v, 12, &1u32.to_le_bytes());
+    layouts.push(Bytes::from(v));
+    for input in layouts {
+        let want = decode(&input).unwrap();
+        let (got, unframed) =
+            fts::decode::decode_vec(input.to_vec(), &fts::Limits::default()).unwrap();
+        assert_eq!(got, want);
+        match &got.framing {
+            Some(f) => {
+                let rebuilt: Vec<u8> = f.parts(&unframed).concat();
+                assert_eq!(rebuilt, input.to_vec());
+                let mut written = Vec::new();
+                f.write(&unframed, &mut written);
+                assert_eq!(written, input.to_vec());
+            }
+            None => assert_eq!(unframed, input),
+        }
+    }
+}
+
+/// Errors of the owned-buffer decode name the same framed offsets.
+#[test]
+fn decode_vec_errors_match_decode() {
+    let input = worked_framed();
+    for cut in [70, 100, input.len() - 3] {
+        let part = input.slice(..cut);
+        let want = decode(&part).unwrap_err();
+        let got = fts::decode::decode_vec(part.to_vec(), &fts::Limits::default()).unwrap_err();
+        assert_eq!(
+            (got.offset, got.kind),
+            (want.offset, want.kind),
+            "cut {cut}"
+        );
+    }
+    let mut bad = input.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let bad = Bytes::from(bad);
+    if let Err(want) = decode(&bad) {
+        let got = fts::decode::decode_vec(bad.to_vec(), &fts::Limits::default()).unwrap_err();
+        assert_eq!(got.offset, want.offset);
+    }
+}

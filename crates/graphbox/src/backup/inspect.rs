@@ -140,10 +140,21 @@ pub async fn snapshots(a: SnapshotsArgs) -> Result<()> {
                 .await
                 .with_context(|| format!("no snapshot {id}"))?;
             if a.json {
+                // Items and the id are not part of the snapshot file's
+                // serialization (items live in tree blobs): add them here.
                 let mut v = serde_json::to_value(&s)?;
-                if !items && let Some(o) = v.as_object_mut() {
-                    o.remove("items");
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "id".into(),
+                        s.id.as_ref()
+                            .map(|i| i.0.clone())
+                            .unwrap_or_default()
+                            .into(),
+                    );
                     o.insert("itemCount".into(), s.items.len().into());
+                    if items {
+                        o.insert("items".into(), serde_json::to_value(&s.items)?);
+                    }
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -420,6 +431,7 @@ pub async fn prune(a: PruneArgs) -> Result<()> {
                 "unindexedPacksDeleted": r.unindexed_packs_deleted,
                 "blobsRemoved": r.blobs_removed,
                 "bytesFreed": r.bytes_freed,
+                "unusedBytesKept": r.unused_bytes_kept,
             }))?
         );
     } else {
@@ -441,6 +453,12 @@ pub async fn prune(a: PruneArgs) -> Result<()> {
             r.blobs_removed,
             human_bytes(r.bytes_freed)
         );
+        if r.unused_bytes_kept > 0 {
+            println!(
+                "{} of unused data left in packs below the repack threshold",
+                human_bytes(r.unused_bytes_kept)
+            );
+        }
     }
     Ok(())
 }

@@ -355,7 +355,6 @@ async fn backup_mailbox(
     }
     summary.reused = kept.len();
     summary.resumed = resumed.len();
-    kept.extend(resumed.iter().cloned());
 
     // 3. Export what is new or changed.
     let total_bytes: u64 = to_export.iter().map(|s| s.size.unwrap_or(0)).sum();
@@ -368,6 +367,8 @@ async fn backup_mailbox(
         .iter()
         .map(|s| (s.id.clone(), s.size.unwrap_or(0)))
         .collect();
+    // The resumed items go into the snapshot with the exported ones, and
+    // into every further checkpoint (a second interruption keeps them).
     let mut saved: Vec<ItemEntry> = resumed;
     let mut since_checkpoint = 0usize;
     let mut last_checkpoint = Instant::now();

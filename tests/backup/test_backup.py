@@ -1,0 +1,392 @@
+"""End to end: the backup client against a real graphbox server.
+
+Full and incremental backups of two mailboxes, snapshot listing and diffs,
+restores (whole snapshot into another user's empty mailbox, one item, to
+.fts files, dry runs), the restore journal, wrong passwords, a corrupted
+pack, a backup killed with SIGKILL and resumed, two backups racing for one
+repository, and prune. Every check compares real bytes exported by the
+server, never the client's own claims alone.
+
+Run by scripts/test.sh (`.venv/bin/python -m pytest -q tests/backup`);
+needs the debug binary (GRAPHBOX_BIN or $CARGO_TARGET_DIR/debug/graphbox).
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import DOMAIN, graphbox_bin
+
+
+def sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def mailbox_content(g, mbx: str) -> dict[str, tuple[str, str, bytes]]:
+    """item id -> (folder path, changeKey, exported bytes) of every item."""
+    items = g.all_items(mbx)
+    data = g.export(mbx, [i["id"] for _, i in items])
+    return {i["id"]: (path, i.get("changeKey", ""), data[i["id"]]) for path, i in items}
+
+
+def summary_of(result: dict, user: str) -> dict:
+    for m in result["mailboxes"]:
+        if m["label"].lower().startswith(user):
+            return m
+    raise AssertionError(f"no summary for {user} in {json.dumps(result, indent=1)}")
+
+
+@pytest.fixture(scope="module")
+def first(world):
+    """megan and alex seeded (nested folders included), one repository,
+    the first backup, and what the server exported at that time."""
+    w = world
+    g0 = None
+    for name in ("megan", "alex"):
+        w.user(name)
+    w.seed("megan", "inbox", 60, 11)
+    w.seed("megan", "calendar", 8, 12)
+    w.seed("alex", "inbox", 45, 21)
+    w.seed("alex", "sentitems", 25, 22)
+    g0 = w.graph()
+    mb = w.mbx("megan")
+    projects = g0.call("POST", f"{g0.mbx(mb)}/folders/inbox/childFolders",
+                       {"displayName": "Projects"}, expect=(201,))
+    year = g0.call("POST", f"{g0.mbx(mb)}/folders/{projects['id']}/childFolders",
+                   {"displayName": "2026"}, expect=(201,))
+    top = g0.call("POST", f"{g0.mbx(mb)}/folders", {"displayName": "Receipts"}, expect=(201,))
+    w.seed("megan", projects["id"], 25, 13)
+    w.seed("megan", year["id"], 15, 14)
+    w.seed("megan", top["id"], 10, 15)
+
+    g = w.graph()
+    source = {n: mailbox_content(g, w.mbx(n)) for n in ("megan", "alex")}
+    assert len(source["megan"]) == 118 and len(source["alex"]) == 70
+    repo = w.new_repo()
+    result = w.backup(repo, "megan", "alex")
+    snaps = {n: summary_of(result, n) for n in ("megan", "alex")}
+    return {"repo": repo, "source": source, "result": result, "snaps": snaps,
+            "folders": {"projects": projects, "year": year, "top": top}}
+
+
+def test_first_backup_lists_and_verifies(world, first):
+    w, repo = world, first["repo"]
+    assert first["result"]["ok"] is True
+    for name, n in (("megan", 118), ("alex", 70)):
+        s = first["snaps"][name]
+        assert s["failed"] is None and s["errors"] == []
+        assert s["items"] == n and s["exported"] == n
+        assert s["reused"] == 0 and s["resumed"] == 0 and s["parent"] is None
+        assert s["exported_bytes"] == sum(len(v[2]) for v in first["source"][name].values())
+    megan = first["snaps"]["megan"]
+    assert megan["folders"] >= 5
+
+    listed = w.client_json("snapshots", "--repo", repo)
+    assert sorted(s["id"] for s in listed) == sorted(s["snapshot"] for s in first["snaps"].values())
+    by_id = {s["id"]: s for s in listed}
+    assert by_id[megan["snapshot"]]["item_count"] == 118
+    text = w.client("snapshots", "--repo", repo).stdout
+    assert "2 snapshots" in text and f"megan@{DOMAIN}" in text.lower()
+
+    v = w.client_json("verify", "--repo", repo, "--read-data")
+    assert v["ok"] is True and v["problems"] == []
+    assert v["blobs"] >= 188
+
+    # The snapshot records every item with its folder path.
+    show = w.client_json("snapshots", "--repo", repo, "show", megan["snapshot"], "--items")
+    assert sorted(i["id"] for i in show["items"]) == sorted(first["source"]["megan"])
+
+
+@pytest.fixture(scope="module")
+def second(world, first):
+    """A new item, an updated one, a deleted one, a moved one and a renamed
+    folder in megan's mailbox; then the second backup."""
+    w = world
+    g = w.graph()
+    mb = w.mbx("megan")
+    src = first["source"]["megan"]
+    alex_bytes = [v[2] for v in first["source"]["alex"].values()]
+    inbox = sorted(i for i, v in src.items() if v[0] == "/Inbox")
+    calendar = sorted(i for i, v in src.items() if v[0] == "/Calendar")
+
+    new = g.import_item(mb, "inbox", alex_bytes[0])
+    to_update = inbox[0]
+    updated = g.import_item(mb, "inbox", alex_bytes[1], item_id=to_update,
+                            change_key=src[to_update][1])
+    assert updated["itemId"] == to_update
+    deleted = calendar[0]
+    g.call("DELETE", f"{g.mbx(mb)}/folders/calendar/items/{deleted}?disposalType=hardDelete",
+           expect=(204,))
+    moved = inbox[1]
+    w.admin("admin", "item", "move", "--mailbox", mb, "--id", moved,
+            "--to", first["folders"]["top"]["id"])
+    year = first["folders"]["year"]["id"]
+    g.call("PATCH", f"{g.mbx(mb)}/folders/{year}", {"displayName": "2026-old"})
+
+    after = mailbox_content(g, mb)
+    before_keys = {(i, v[1]) for i, v in src.items()}
+    changed = {i for i, v in after.items() if (i, v[1]) not in before_keys}
+    result = w.backup(first["repo"], "megan", "alex")
+    return {"result": result, "after": after, "changed": changed, "new": new["itemId"],
+            "updated": to_update, "deleted": deleted, "moved": moved}
+
+
+def test_incremental_backup_exports_only_changes(world, first, second):
+    w, repo = world, first["repo"]
+    m = summary_of(second["result"], "megan")
+    a = summary_of(second["result"], "alex")
+    assert second["result"]["ok"] is True
+    # Exactly the items whose change key changed were exported: the new and
+    # the updated one, and the moved one when a move changes its key.
+    changed = second["changed"]
+    assert {second["new"], second["updated"]} <= changed <= {
+        second["new"], second["updated"], second["moved"]}
+    assert m["parent"] == first["snaps"]["megan"]["snapshot"]
+    assert m["exported"] == len(changed)
+    assert m["items"] == 118 and len(second["after"]) == 118
+    assert m["reused"] == 118 - len(changed)
+    assert m["full_delta"] is False
+    assert a["exported"] == 0 and a["reused"] == 70 and a["items"] == 70
+
+    d = w.client_json("snapshots", "--repo", repo, "diff",
+                      first["snaps"]["megan"]["snapshot"], m["snapshot"])
+    assert [i["id"] for i in d["itemsAdded"]] == [second["new"]]
+    assert [i["id"] for i in d["itemsRemoved"]] == [second["deleted"]]
+    ch = {c["id"]: c for c in d["itemsChanged"]}
+    assert set(ch) == {second["updated"], second["moved"]}
+    assert ch[second["updated"]]["contentChanged"] is True
+    assert ch[second["updated"]]["moved"] is False
+    assert ch[second["moved"]]["moved"] is True
+    assert ch[second["moved"]]["contentChanged"] is False
+    assert ch[second["moved"]]["from"] == "/Inbox" and ch[second["moved"]]["to"] == "/Receipts"
+    assert d["foldersRenamed"] == [{"from": "/Inbox/Projects/2026",
+                                    "to": "/Inbox/Projects/2026-old"}]
+    assert d["foldersAdded"] == [] and d["foldersRemoved"] == []
+
+    # The snapshot holds exactly what the server has now.
+    show = w.client_json("snapshots", "--repo", repo, "show", m["snapshot"], "--items")
+    assert {i["id"] for i in show["items"]} == set(second["after"])
+    d_alex = w.client_json("snapshots", "--repo", repo, "diff",
+                           first["snaps"]["alex"]["snapshot"], a["snapshot"])
+    assert d_alex["itemsAdded"] == d_alex["itemsRemoved"] == d_alex["itemsChanged"] == []
+
+
+def test_restore_first_snapshot_into_empty_mailbox(world, first, second):
+    w, repo = world, first["repo"]
+    snap = first["snaps"]["megan"]["snapshot"]
+    w.user("rita")
+    r = w.restore(repo, snap, "--to", f"rita@{DOMAIN}")
+    assert r["selected"] == 118 and r["imported"] == 118 and r["failed"] == []
+    assert "/Inbox/Projects/2026" in r["folders_created"]
+    assert "/Receipts" in r["folders_created"]
+
+    g = w.graph()
+    target = mailbox_content(g, w.mbx("rita"))
+    want = collections.Counter((v[0], sha(v[2])) for v in first["source"]["megan"].values())
+    got = collections.Counter((v[0], sha(v[2])) for v in target.values())
+    assert got == want
+
+    # The journal: the same restore again imports nothing.
+    again = w.restore(repo, snap, "--to", f"rita@{DOMAIN}")
+    assert again["imported"] == 0 and again["updated"] == 0
+    assert again["skipped_already_restored"] == 118
+    assert len(g.all_items(w.mbx("rita"))) == 118
+
+
+def test_find_single_item_files_and_dry_run(world, first, second):
+    w, repo = world, first["repo"]
+    snap = first["snaps"]["megan"]["snapshot"]
+    show = w.client_json("snapshots", "--repo", repo, "show", snap, "--items")
+    subjects = [i["subject"] or "" for i in show["items"]]
+    pick = next(i for i in show["items"]
+                if i["subject"] and sum(i["subject"].lower() in s.lower() for s in subjects) == 1)
+    hits = w.client_json("find", "--repo", repo, "--snapshot", snap, "--subject", pick["subject"])
+    assert [h["item"]["id"] for h in hits] == [pick["id"]]
+    none = w.client_json("find", "--repo", repo, "--subject", "no such subject at all 42")
+    assert none == []
+
+    # One item into another mailbox.
+    w.user("ivy")
+    r = w.restore(repo, snap, "--item", pick["id"], "--to", f"ivy@{DOMAIN}")
+    assert r["selected"] == 1 and r["imported"] == 1
+    g = w.graph()
+    got = mailbox_content(g, w.mbx("ivy"))
+    src_path, _, src_bytes = first["source"]["megan"][pick["id"]]
+    assert [(v[0], v[2]) for v in got.values()] == [(src_path, src_bytes)]
+
+    # An unknown item id is refused.
+    bad = w.client("restore", snap, "--repo", repo, *w.conn(), "--item", "AAMkNope",
+                   "--to", f"ivy@{DOMAIN}", check=False)
+    assert bad.returncode != 0 and "not in the snapshot" in bad.stderr
+
+    # To files: one .fts per item, byte-identical to the export.
+    out = tempfile.mkdtemp(prefix="graphbox-fts-")
+    files = w.client_json("restore", snap, "--repo", repo, "--to-file", out)
+    assert len(files["files"]) == 118
+    for f in files["files"]:
+        with open(f["path"], "rb") as fh:
+            assert fh.read() == first["source"]["megan"][f["itemId"]][2], f
+    assert len(glob.glob(os.path.join(out, "**", "*.fts"), recursive=True)) == 118
+
+    # Dry runs change nothing.
+    dry_dir = tempfile.mkdtemp(prefix="graphbox-dry-")
+    dry_files = w.client_json("restore", snap, "--repo", repo, "--to-file", dry_dir, "--dry-run")
+    assert dry_files["dryRun"] is True and len(dry_files["files"]) == 118
+    assert os.listdir(dry_dir) == []
+    w.user("dora")
+    folders_before = sorted(g.folder_paths(w.mbx("dora")).values())
+    dry = w.restore(repo, snap, "--to", f"dora@{DOMAIN}", "--dry-run")
+    assert dry["dry_run"] is True and dry["imported"] == 118
+    assert "/Inbox/Projects/2026" in dry["folders_created"]
+    assert g.all_items(w.mbx("dora")) == []
+    assert sorted(g.folder_paths(w.mbx("dora")).values()) == folders_before
+
+
+def test_wrong_password_and_corrupt_pack(world, first, second):
+    w = world
+    wrong = w.client("snapshots", "--repo", first["repo"], password="not the password",
+                     check=False)
+    assert wrong.returncode != 0
+    assert "wrong password" in wrong.stderr.lower()
+    assert "Traceback" not in wrong.stderr and "panicked" not in wrong.stderr
+
+    # A copy of the repository with one byte of a pack changed.
+    repo = os.path.join(tempfile.mkdtemp(prefix="graphbox-corrupt-"), "repo")
+    shutil.copytree(first["repo"], repo)
+    packs = sorted(glob.glob(os.path.join(repo, "data", "*", "*")), key=os.path.getsize)
+    pack = packs[-1]
+    with open(pack, "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xFF]))
+    v = w.client("verify", "--repo", repo, "--read-data", check=False)
+    assert v.returncode != 0
+    assert os.path.basename(pack) in v.stdout + v.stderr
+
+    # The broken item fails; every other item of the snapshot restores.
+    snap = first["snaps"]["megan"]["snapshot"]
+    w.user("cora")
+    r = w.client("restore", snap, "--repo", repo, *w.conn(), "--to", f"cora@{DOMAIN}",
+                 "--json", check=False)
+    assert r.returncode != 0
+    summary = json.loads(r.stdout)
+    assert len(summary["failed"]) >= 1
+    assert summary["imported"] == 118 - len(summary["failed"])
+    g = w.graph()
+    got = mailbox_content(g, w.mbx("cora"))
+    assert len(got) == 118 - len(summary["failed"])
+    source = {sha(v[2]) for v in first["source"]["megan"].values()}
+    assert {sha(v[2]) for v in got.values()} <= source
+
+
+@pytest.fixture(scope="module")
+def big(world):
+    """kate: 3,000 items (slow enough to interrupt a backup)."""
+    w = world
+    w.user("kate")
+    w.seed("kate", "inbox", 3000, 31)
+    return 3000
+
+
+def wait_for(pred, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_backup_resumes(world, big):
+    w = world
+    repo = w.new_repo()
+    cmd = [graphbox_bin(), "backup", "--repo", repo, *w.conn(), "--mailbox", f"kate@{DOMAIN}",
+           "--checkpoint-items", "200", "--json"]
+    p = subprocess.Popen(cmd, env=w.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = os.path.join(repo, "state")
+    # Kill it once a checkpoint was saved and before it finished.
+    wait_for(lambda: p.poll() is not None or (os.path.isdir(state) and os.listdir(state)),
+             300, "a checkpoint")
+    assert p.poll() is None, "the backup finished before it could be killed: make it bigger"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    listed = w.client_json("snapshots", "--repo", repo)
+    assert listed == []
+
+    result = w.backup(repo, "kate")
+    s = summary_of(result, "kate")
+    assert result["ok"] is True
+    assert s["items"] == big
+    assert s["resumed"] > 0
+    assert s["exported"] + s["resumed"] == big
+    assert s["exported"] < big
+    v = w.client_json("verify", "--repo", repo, "--read-data")
+    assert v["ok"] is True, v
+    show = w.client_json("snapshots", "--repo", repo, "show", s["snapshot"])
+    assert show["itemCount"] == big
+    assert os.listdir(state) == []
+
+
+def test_concurrent_backups_one_fails_fast(world, big):
+    w = world
+    repo = w.new_repo()
+    cmd = [graphbox_bin(), "backup", "--repo", repo, *w.conn(), "--mailbox", f"kate@{DOMAIN}",
+           "--json"]
+    first = subprocess.Popen(cmd, env=w.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    locks = os.path.join(repo, "locks")
+    wait_for(lambda: first.poll() is not None or (os.path.isdir(locks) and os.listdir(locks)),
+             120, "the first backup's lock")
+    assert first.poll() is None
+    t0 = time.time()
+    second = w.client("backup", "--repo", repo, *w.conn(), "--mailbox", f"alex@{DOMAIN}",
+                      check=False, timeout=60)
+    assert time.time() - t0 < 30
+    assert second.returncode != 0
+    assert "locked" in second.stderr.lower()
+    assert first.poll() is None, "the second backup must not disturb the first"
+    out, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err
+    s = summary_of(json.loads(out), "kate")
+    assert s["items"] == big and s["exported"] == big
+    listed = w.client_json("snapshots", "--repo", repo)
+    assert [x["label"].lower() for x in listed] == [f"kate@{DOMAIN}"]
+
+
+def test_prune_keep_last(world, first, second):
+    w, repo = world, first["repo"]
+    r = w.client_json("prune", "--repo", repo, "--keep-last", "1")
+    old = {first["snaps"]["megan"]["snapshot"], first["snaps"]["alex"]["snapshot"]}
+    new = {summary_of(second["result"], n)["snapshot"] for n in ("megan", "alex")}
+    assert set(r["removed"]) == old
+    assert set(r["kept"]) == new
+    # The deleted and the pre-update content are no longer used: removed, or
+    # left in a pack that is mostly still in use (below the repack threshold).
+    assert r["blobsRemoved"] >= 2 or r["unusedBytesKept"] > 0, r
+    listed = w.client_json("snapshots", "--repo", repo)
+    assert {s["id"] for s in listed} == new
+    v = w.client_json("verify", "--repo", repo, "--read-data")
+    assert v["ok"] is True, v
+
+    # The kept snapshot still restores, byte for byte.
+    out = tempfile.mkdtemp(prefix="graphbox-pruned-")
+    snap = summary_of(second["result"], "megan")["snapshot"]
+    files = w.client_json("restore", snap, "--repo", repo, "--to-file", out)
+    assert len(files["files"]) == 118
+    for f in files["files"]:
+        with open(f["path"], "rb") as fh:
+            assert fh.read() == second["after"][f["itemId"]][2], f
+
+    no_rule = w.client("prune", "--repo", repo, check=False)
+    assert no_rule.returncode != 0 and "no retention rule" in no_rule.stderr

@@ -54,4 +54,7 @@ if [ -d tests/sdk ] && ls tests/sdk/test_*.py >/dev/null 2>&1; then
 
   echo "== scale-out: two instances on one PostgreSQL + S3; admin migrate SQLite -> PostgreSQL + S3"
   .venv/bin/python -m pytest -q tests/scale
+
+  echo "== backup client end to end: backup, incremental, restore, kill -9, locks, prune"
+  .venv/bin/python -m pytest -q tests/backup
 fi

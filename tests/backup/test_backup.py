@@ -157,6 +157,7 @@ def test_incremental_backup_exports_only_changes(world, first, second):
     assert m["items"] == 118 and len(second["after"]) == 118
     assert m["reused"] == 118 - len(changed)
     assert m["full_delta"] is False
+    assert m["removed"] == 1  # the deleted one; the moved one is still there
     assert a["exported"] == 0 and a["reused"] == 70 and a["items"] == 70
 
     d = w.client_json("snapshots", "--repo", repo, "diff",

@@ -30,6 +30,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use bytes::Bytes;
 use clap::Parser;
+use futures::StreamExt;
 use mapi::builder::{Mailbox, MessageBuilder};
 use serde::Deserialize;
 
@@ -59,6 +60,16 @@ struct Args {
     /// Size of the item of the memory measure, MiB.
     #[arg(long, default_value_t = 100)]
     huge_mib: usize,
+    /// Metadata store URL for the server(s) (default: SQLite in the data directory).
+    #[arg(long)]
+    meta: Option<String>,
+    /// Blob store URL for the server(s) (default: files in the data directory).
+    #[arg(long)]
+    blobs: Option<String>,
+    /// Server instances on the same stores (requests alternate between them;
+    /// more than one needs a shared --meta and --blobs).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
     /// Only these measures (comma-separated: import-10k, export-20, export-1m, import-100m).
     #[arg(long)]
     only: Option<String>,
@@ -77,9 +88,22 @@ impl Drop for Server {
     }
 }
 
-fn cli(bin: &str, dir: &std::path::Path, args: &[&str]) -> Result<String> {
+fn store_args(a: &Args) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(m) = &a.meta {
+        v.extend(["--meta".to_string(), m.clone()]);
+    }
+    if let Some(b) = &a.blobs {
+        v.extend(["--blobs".to_string(), b.clone()]);
+    }
+    v
+}
+
+fn cli(a: &Args, dir: &std::path::Path, args: &[&str]) -> Result<String> {
+    let bin = &a.bin;
     let out = Command::new(bin)
         .args(args)
+        .args(store_args(a))
         .arg("--data-dir")
         .arg(dir)
         .output()
@@ -94,9 +118,12 @@ fn cli(bin: &str, dir: &std::path::Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
-fn start(bin: &str, dir: tempfile::TempDir) -> Result<Server> {
+fn start(a: &Args, dir: tempfile::TempDir) -> Result<Server> {
+    let bin = &a.bin;
     let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(store_args(a))
+        .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -198,10 +225,11 @@ struct ExportEntry<'a> {
 
 struct Ctx {
     http: reqwest::Client,
-    base: String,
+    /// One base URL per instance; request i goes to instance i mod n.
+    bases: Vec<String>,
     mbx_path: String,
     token: String,
-    import_url: String,
+    import_urls: Vec<String>,
 }
 
 /// Uploads every body with `conc` concurrent requests; returns the item ids
@@ -223,7 +251,7 @@ async fn import_all(
                 let Some(body) = bodies.get(i) else { break };
                 let r = ctx
                     .http
-                    .post(&ctx.import_url)
+                    .post(&ctx.import_urls[i % ctx.import_urls.len()])
                     .header("content-type", "application/json")
                     .body(body.clone())
                     .send()
@@ -260,10 +288,14 @@ async fn export_all(ctx: &Arc<Ctx>, ids: &[String], conc: usize) -> Result<(usiz
         let (ctx, batches, next) = (ctx.clone(), batches.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let (mut items, mut bytes) = (0usize, 0u64);
-            let url = format!("{}{}/exportItems", ctx.base, ctx.mbx_path);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = batches.get(i) else { break };
+                let url = format!(
+                    "{}{}/exportItems",
+                    ctx.bases[i % ctx.bases.len()],
+                    ctx.mbx_path
+                );
                 let r = ctx
                     .http
                     .post(&url)
@@ -350,7 +382,7 @@ async fn main() -> Result<()> {
         .tempdir()?;
     let d = dir.path().to_path_buf();
     cli(
-        &a.bin,
+        &a,
         &d,
         &[
             "admin",
@@ -363,7 +395,7 @@ async fn main() -> Result<()> {
         ],
     )?;
     let user: serde_json::Value = serde_json::from_str(&cli(
-        &a.bin,
+        &a,
         &d,
         &[
             "admin",
@@ -383,7 +415,7 @@ async fn main() -> Result<()> {
         .ok_or_else(|| anyhow!("no primaryMailboxId"))?
         .to_string();
     let token = cli(
-        &a.bin,
+        &a,
         &d,
         &[
             "token",
@@ -395,7 +427,19 @@ async fn main() -> Result<()> {
             "MailboxItem.ImportExport.All,MailboxItem.Read.All,MailboxFolder.ReadWrite.All",
         ],
     )?;
-    let server = start(&a.bin, dir)?;
+    if a.instances == 0 || (a.instances > 1 && (a.meta.is_none() || a.blobs.is_none())) {
+        bail!("--instances must be 1, or more with a shared --meta and --blobs");
+    }
+    let server = start(&a, dir)?;
+    let mut others = Vec::new();
+    for _ in 1..a.instances {
+        others.push(start(
+            &a,
+            tempfile::Builder::new()
+                .prefix("graphbox-exim-load-")
+                .tempdir()?,
+        )?);
+    }
     let pid = server.child.id();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -413,12 +457,19 @@ async fn main() -> Result<()> {
         .as_str()
         .ok_or_else(|| anyhow!("no importUrl"))?
         .to_string();
+    // Every instance accepts the session: the same URL on each instance's base.
+    let mut bases = vec![server.base.clone()];
+    bases.extend(others.iter().map(|o| o.base.clone()));
+    let import_urls: Vec<String> = bases
+        .iter()
+        .map(|b| import_url.replacen(&server.base, b, 1))
+        .collect();
     let ctx = Arc::new(Ctx {
         http,
-        base: server.base.clone(),
+        bases,
         mbx_path,
         token,
-        import_url,
+        import_urls,
     });
     let mut report = serde_json::Map::new();
     report.insert("memcpy_mb_s".into(), (memcpy_baseline().round()).into());
@@ -427,6 +478,56 @@ async fn main() -> Result<()> {
         disk_baseline(server.dir.path())?.round().into(),
     );
 
+    {
+        let url = a
+            .blobs
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", d.display()));
+        // Baseline: the blob store alone, 10 KB objects, 16 concurrent puts
+        // then 16 concurrent gets (what each import / export item needs at least).
+        let store = store::BlobStore::connect(&format!(
+            "{}/baseline-{}",
+            url.trim_end_matches('/'),
+            std::process::id()
+        ))
+        .await?;
+        let objs: Vec<Bytes> = (0..2000)
+            .map(|i| {
+                let mut v = vec![0u8; a.small];
+                mapi::demo::Rng::new(i as u64 + 77).fill(&mut v);
+                Bytes::from(v)
+            })
+            .collect();
+        let t = Instant::now();
+        let refs: Vec<store::BlobRef> = futures::stream::iter(objs.into_iter().map(|o| {
+            let store = store.clone();
+            async move { store.put(o).await }
+        }))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+        let put_s = refs.len() as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let n = futures::stream::iter(refs.iter().map(|r| {
+            let store = store.clone();
+            async move { store.get(&r.hash).await }
+        }))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .len();
+        let get_s = n as f64 / t.elapsed().as_secs_f64();
+        eprintln!(
+            "blob store baseline: {put_s:.0} puts/s, {get_s:.0} gets/s of {} B objects",
+            a.small
+        );
+        report.insert("blob_store_puts_s".into(), put_s.round().into());
+        report.insert("blob_store_gets_s".into(), get_s.round().into());
+    }
     let mut seq = 0usize;
     let mut small_ids = Vec::new();
     if want("import-10k") || want("export-20") {
@@ -559,7 +660,9 @@ async fn main() -> Result<()> {
         "server_vmhwm_mib".into(),
         (status_kib(pid, "VmHWM:")? / 1024).into(),
     );
+    report.insert("instances".into(), a.instances.into());
     println!("{}", serde_json::to_string_pretty(&report)?);
+    drop(others);
     drop(server);
     Ok(())
 }

@@ -39,14 +39,13 @@ impl Drop for Deployment {
 }
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let out = Command::new(BIN)
+    Command::new(BIN)
         .args(args)
         .envs(envs.iter().copied())
         .env_remove("GRAPHBOX_REPO")
         .env_remove("GRAPHBOX_PROFILE")
         .output()
-        .expect("graphbox runs");
-    out
+        .expect("graphbox runs")
 }
 
 fn ok(args: &[&str], envs: &[(&str, &str)]) -> String {
@@ -148,33 +147,42 @@ fn deploy(public: &str) -> Deployment {
         .to_owned();
     admin_json(&d, &["consent", "grant", "--app", &app_id]);
 
+    // `serve` prints its public URL (the proxy's), not the address it
+    // listens on: give it a free port of our choosing.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
     let mut server = Command::new(BIN)
         .args([
             "serve",
             "--data-dir",
             &d,
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--public-url",
             public,
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .expect("graphbox serve starts");
     let stdout = server.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let direct_url = loop {
+    loop {
         let line = lines
             .next()
             .expect("graphbox serve printed its address")
             .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
+        if line.contains("listening on ") {
+            break;
         }
-    };
+    }
     // Keep draining the server's output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || lines.for_each(drop));
+    let direct_url = format!("http://{listen}");
     Deployment {
         dir,
         server,
@@ -245,7 +253,7 @@ async fn backup_and_restore_through_faults() {
             retry_after: Some("1".into()),
             unavailable_every: 11,
             reset_every: 13,
-            drop_export_every: 2,
+            drop_export_every: 4,
             ..FaultPlan::default()
         },
     );

@@ -20,7 +20,7 @@ pub enum ClientCmd {
     /// Create a new, empty backup repository.
     Init(InitArgs),
     /// Back mailboxes up into a repository (incremental after the first run).
-    Backup(run::BackupArgs),
+    Backup(Box<run::BackupArgs>),
     /// List, show and compare snapshots.
     Snapshots(inspect::SnapshotsArgs),
     /// Check a repository's structure (and with --read-data every byte).
@@ -30,7 +30,7 @@ pub enum ClientCmd {
     /// Search item metadata across snapshots (no server needed).
     Find(inspect::FindArgs),
     /// Restore a snapshot (or part of it) into a mailbox or into .fts files.
-    Restore(restore::RestoreArgs),
+    Restore(Box<restore::RestoreArgs>),
 }
 
 /// Where the repository is and how to open it.
@@ -116,12 +116,12 @@ pub async fn run(cmd: ClientCmd) -> Result<()> {
             }
             Ok(())
         }
-        ClientCmd::Backup(a) => run::run(a).await,
+        ClientCmd::Backup(a) => run::run(*a).await,
         ClientCmd::Snapshots(a) => inspect::snapshots(a).await,
         ClientCmd::Verify(a) => inspect::verify(a).await,
         ClientCmd::Prune(a) => inspect::prune(a).await,
         ClientCmd::Find(a) => inspect::find(a).await,
-        ClientCmd::Restore(a) => restore::run(a).await,
+        ClientCmd::Restore(a) => restore::run(*a).await,
     }
 }
 

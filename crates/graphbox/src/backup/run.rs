@@ -321,10 +321,6 @@ async fn backup_mailbox(
             }
         }
         let removed: HashSet<&str> = d.removed.iter().map(String::as_str).collect();
-        summary.removed += current
-            .keys()
-            .filter(|k| removed.contains(k.as_str()))
-            .count();
         current.retain(|k, _| !removed.contains(k.as_str()));
         // ... and apply what changed.
         for s in d.changed {
@@ -415,6 +411,16 @@ async fn backup_mailbox(
     // 4. The snapshot.
     kept.extend(saved);
     kept.sort_by(|a, b| a.folder_id.cmp(&b.folder_id).then(a.id.cmp(&b.id)));
+    // Removed: in the parent, not in this snapshot (a moved item is
+    // removed from one folder's delta and added to another's).
+    if let Some(p) = &parent {
+        let now: HashSet<&str> = kept.iter().map(|i| i.id.as_str()).collect();
+        summary.removed = p
+            .items
+            .iter()
+            .filter(|i| !now.contains(i.id.as_str()))
+            .count();
+    }
     snap.items = kept;
     snap.folders = folders.into_values().collect();
     snap.complete = true;

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Backup client benchmark (issue 7) against a real release-built `graphbox serve`.
+
+Measures, on one mailbox of N realistic items (`graphbox admin seed`, spread
+over three folders):
+
+  * raw export throughput of the server in the same run: every item id
+    exported in 20-id exportItems requests by 4 concurrent keep-alive
+    connections of a minimal Python client (http.client; the answer is read
+    and JSON-decoded, the base64 is decoded too, nothing is stored);
+  * a full `graphbox backup` into a fresh repository (wall time of the
+    process: sign-in, folder and item delta, export, encryption, compression,
+    packing, fsync, snapshot), as items/s and as a ratio of the raw export;
+  * an incremental `graphbox backup` after 1% of the items changed (update-mode
+    imports with other content), as a ratio of the full run's time;
+  * repository size on disk against the raw FTS bytes of the mailbox.
+
+Every figure is the median of 3 runs. The client, the server and the
+benchmark script share the machine's cores.
+
+    cargo build --release -p graphbox
+    python3 tests/bench/backup_bench.py --bin target/release/graphbox
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from urllib.parse import urlparse
+
+DOMAIN = "bench.test"
+PASSWORD = "benchmark password"
+ROLES = ["User.Read.All", "MailboxFolder.ReadWrite.All", "MailboxItem.Read.All",
+         "MailboxItem.ReadWrite.All", "MailboxItem.ImportExport.All"]
+
+
+def run(bin_, data_dir, *args):
+    res = subprocess.run([bin_, *args, "--data-dir", data_dir], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+    return res.stdout
+
+
+def start(bin_, data_dir):
+    p = subprocess.Popen([bin_, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    while True:
+        line = p.stdout.readline()
+        m = re.search(r"listening on (\S+)", line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+            return p, m.group(1).rstrip("/")
+        if not line:
+            raise SystemExit("server did not start")
+
+
+def conn(base):
+    u = urlparse(base)
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=300)
+
+
+def req(c, method, path, body=None, token=None):
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    out = r.read()
+    if r.status >= 300:
+        raise RuntimeError(f"{method} {path}: {r.status} {out[:300]!r}")
+    return json.loads(out) if out else None
+
+
+def parallel(n_threads, work):
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/graphbox")
+    ap.add_argument("--items", type=int, default=10000)
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="graphbox-backup-bench-")
+    run(a.bin, d, "admin", "tenant", "create", "--domain", DOMAIN, "--name", "Bench")
+    u = json.loads(run(a.bin, d, "admin", "user", "create", "--tenant", DOMAIN, "--upn",
+                       f"u@{DOMAIN}", "--name", "U", "--json"))
+    mbx = u["primaryMailboxId"]
+    split = [("inbox", a.items * 6 // 10), ("sentitems", a.items * 3 // 10)]
+    split.append(("deleteditems", a.items - sum(n for _, n in split)))
+    for k, (folder, n) in enumerate(split):
+        run(a.bin, d, "admin", "seed", "--mailbox", mbx, "--items", str(n), "--folder", folder,
+            "--seed", str(k + 1))
+    app = json.loads(run(a.bin, d, "admin", "app", "create", "--tenant", DOMAIN, "--name", "B",
+                         "--json"))["appId"]
+    for r in ROLES:
+        run(a.bin, d, "admin", "app", "permission", "add", "--app", app, "--permission", r,
+            "--type", "application")
+    secret = json.loads(run(a.bin, d, "admin", "app", "secret", "add", "--app", app,
+                            "--json"))["secretText"]
+    run(a.bin, d, "admin", "consent", "grant", "--app", app)
+    token = run(a.bin, d, "token", "--tenant", DOMAIN, "--app", app, "--roles",
+                ",".join(ROLES)).strip()
+    p, base = start(a.bin, d)
+    mp = f"/v1.0/admin/exchange/mailboxes/{mbx}"
+    c = conn(base)
+    items = []  # (folder, id, changeKey)
+    for folder, _ in split:
+        url = f"{mp}/folders/{folder}/items?$top=1000&$select=id,changeKey"
+        while url:
+            body = req(c, "GET", url, token=token)
+            items += [(folder, v["id"], v["changeKey"]) for v in body["value"]]
+            url = body.get("@odata.nextLink")
+            if url:
+                url = url[len(base):]
+    assert len(items) == a.items, len(items)
+    ids = [i for _, i, _ in items]
+
+    # 1. Raw export: 20-id requests, 4 connections.
+    batches = [ids[i:i + 20] for i in range(0, len(ids), 20)]
+    sizes = {}
+    lock = threading.Lock()
+
+    def exporter(k):
+        cc = conn(base)
+        mine = {}
+        for b in batches[k::4]:
+            for v in req(cc, "POST", f"{mp}/exportItems", {"itemIds": b}, token)["value"]:
+                mine[v["itemId"]] = len(base64.b64decode(v["data"]))
+        with lock:
+            sizes.update(mine)
+
+    raw = [len(ids) / parallel(4, exporter) for _ in range(a.runs)]
+    raw_bytes = sum(sizes.values())
+    assert len(sizes) == len(ids)
+
+    env = dict(os.environ, GRAPHBOX_CLIENT_SECRET=secret, GRAPHBOX_REPO_PASSWORD=PASSWORD)
+    conn_args = ["--graph", base, "--tenant", DOMAIN, "--client-id", app]
+
+    def client(*args):
+        t0 = time.perf_counter()
+        res = subprocess.run([a.bin, *args], capture_output=True, text=True, env=env)
+        dt = time.perf_counter() - t0
+        if res.returncode != 0:
+            raise SystemExit(f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+        return dt, res.stdout
+
+    # 2. Full backups, each into a fresh repository.
+    full, repo_sizes, repos = [], [], []
+    for _ in range(a.runs):
+        repo = os.path.join(tempfile.mkdtemp(prefix="graphbox-bench-repo-"), "repo")
+        client("init", "--repo", repo)
+        dt, out = client("backup", "--repo", repo, *conn_args, "--mailbox", f"u@{DOMAIN}",
+                         "--json")
+        s = json.loads(out)["mailboxes"][0]
+        assert s["items"] == a.items and s["exported"] == a.items, s
+        full.append(dt)
+        repo_sizes.append(du(repo))
+        repos.append(repo)
+
+    # 3. Incremental backups after 1% of the items changed (update mode, the
+    #    content of another item), into the first repository.
+    source = conn(base)
+    upath = req(source, "POST", f"{mp}/createImportSession", b"", token)["importUrl"][len(base):]
+    n_change = max(1, a.items // 100)
+    incr, incr_exported = [], []
+    keys = {i: (f, ck) for f, i, ck in items}
+    for r in range(a.runs):
+        chosen = ids[r * n_change:(r + 1) * n_change]
+        donors = ids[-(r + 1) * n_change - 1:-r * n_change - 1]
+        donor_data = {}
+        for k in range(0, len(donors), 20):
+            for v in req(source, "POST", f"{mp}/exportItems", {"itemIds": donors[k:k + 20]},
+                         token)["value"]:
+                donor_data[v["itemId"]] = v["data"]
+        for target, donor in zip(chosen, donors):
+            folder, ck = keys[target]
+            done = req(source, "POST", upath, {"FolderId": folder, "Mode": "update",
+                                               "ItemId": target, "ChangeKey": ck,
+                                               "Data": donor_data[donor]})
+            keys[target] = (folder, done["changeKey"])
+        dt, out = client("backup", "--repo", repos[0], *conn_args, "--mailbox", f"u@{DOMAIN}",
+                         "--json")
+        s = json.loads(out)["mailboxes"][0]
+        assert s["items"] == a.items and s["exported"] == n_change, s
+        incr.append(dt)
+        incr_exported.append(s["exported"])
+
+    raw_med = statistics.median(raw)
+    full_med = statistics.median(full)
+    backup_rate = a.items / full_med
+    incr_med = statistics.median(incr)
+    repo_med = statistics.median(repo_sizes)
+    print(json.dumps({
+        "items": a.items,
+        "mean_item_kb": round(raw_bytes / len(ids) / 1024, 1),
+        "raw_fts_mb": round(raw_bytes / 2**20, 1),
+        "raw_export_items_per_s": [round(x) for x in raw],
+        "raw_export_median": round(raw_med),
+        "full_backup_s": [round(x, 2) for x in full],
+        "full_backup_median_s": round(full_med, 2),
+        "full_backup_items_per_s": round(backup_rate),
+        "full_vs_raw_ratio": round(backup_rate / raw_med, 3),
+        "incremental_changed_items": n_change,
+        "incremental_s": [round(x, 2) for x in incr],
+        "incremental_median_s": round(incr_med, 2),
+        "incremental_vs_full_ratio": round(incr_med / full_med, 4),
+        "repo_mb": [round(x / 2**20, 1) for x in repo_sizes],
+        "repo_vs_raw_ratio": round(repo_med / raw_bytes, 3),
+    }, indent=1))
+    p.terminate()
+    p.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -291,6 +291,17 @@ def test_wrong_password_and_corrupt_pack(world, first, second):
     source = {sha(v[2]) for v in first["source"]["megan"].values()}
     assert {sha(v[2]) for v in got.values()} <= source
 
+    # To files likewise: every readable item written, the broken one named.
+    out = tempfile.mkdtemp(prefix="graphbox-corrupt-fts-")
+    r = w.client("restore", snap, "--repo", repo, "--to-file", out, "--json", check=False)
+    assert r.returncode != 0
+    files = json.loads(r.stdout)
+    assert {f["itemId"] for f in files["failed"]} == {f["itemId"] for f in summary["failed"]}
+    assert len(files["files"]) == 118 - len(files["failed"])
+    for f in files["files"]:
+        with open(f["path"], "rb") as fh:
+            assert fh.read() == first["source"]["megan"][f["itemId"]][2], f
+
 
 @pytest.fixture(scope="module")
 def big(world):

@@ -265,6 +265,7 @@ impl Ctx<'_> {
                     }
                     match fetched.remove(&n).expect("fetched above") {
                         Ok(data) => {
+                            out.reserve(data.len().div_ceil(3) * 4 + 256);
                             out.push_str(&entry_head(&item, first));
                             STANDARD.encode_string(&data, &mut out);
                             out.push_str("\"}");

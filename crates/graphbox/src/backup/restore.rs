@@ -492,6 +492,7 @@ async fn to_files(
     json: bool,
 ) -> Result<()> {
     let mut written = Vec::new();
+    let mut failed = Vec::new();
     let mut bytes = 0u64;
     for i in chosen {
         let folder = snap.folder_path(&i.folder_id);
@@ -501,10 +502,18 @@ async fn to_files(
         }
         path.push(format!("{}.fts", safe(&i.id)));
         if !dry_run {
-            let data = repo
-                .get_blob(&i.blob)
-                .await
-                .with_context(|| format!("reading item {} from the repository", i.id))?;
+            // An unreadable item (damaged repository) does not stop the others.
+            let data = match repo.get_blob(&i.blob).await {
+                Ok(d) => d,
+                Err(e) => {
+                    failed.push(serde_json::json!({
+                        "itemId": i.id,
+                        "folder": folder,
+                        "error": format!("reading the item from the repository: {e}"),
+                    }));
+                    continue;
+                }
+            };
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
@@ -520,7 +529,7 @@ async fn to_files(
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "dryRun": dry_run, "files": written, "bytes": bytes,
+                "dryRun": dry_run, "files": written, "bytes": bytes, "failed": failed,
             }))?
         );
     } else {
@@ -530,6 +539,21 @@ async fn to_files(
             written.len(),
             human_bytes(bytes),
             dir.display()
+        );
+        for f in &failed {
+            println!(
+                "  FAILED item {} in {}: {}",
+                f["itemId"].as_str().unwrap_or("?"),
+                f["folder"].as_str().unwrap_or("?"),
+                f["error"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} items could not be read from the repository (listed above); `graphbox verify --read-data` shows the damage",
+            failed.len(),
+            chosen.len()
         );
     }
     Ok(())

@@ -229,8 +229,31 @@ impl BlobStore {
     /// A store in a local directory (created if missing).
     pub fn local(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        let tmp = root.join("blobs").join("tmp");
+        let blobs = root.join("blobs");
+        let tmp = blobs.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(|e| io_err("creating", &tmp, e))?;
+        // The 256 first-level shard directories exist (durably) from the
+        // start, so storing a blob never has to sync `blobs/` itself.
+        let mut created = false;
+        for b in 0..=255u8 {
+            let d = blobs.join(format!("{b:02x}"));
+            if !d.exists() {
+                std::fs::create_dir(&d)
+                    .or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| io_err("creating", &d, e))?;
+                created = true;
+            }
+        }
+        if created {
+            sync_dir(&blobs)?;
+            sync_dir(&root)?;
+        }
         Ok(BlobStore {
             backend: Arc::new(Backend::Local(LocalBlobs { root })),
         })
@@ -720,11 +743,11 @@ impl LocalBlobs {
             return Ok(());
         }
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
-            // Make the new directory entries durable: blobs/ab and blobs/ab/cd.
+            // Make the new directory entry blobs/ab/cd durable; blobs/ab
+            // itself was made (and synced) when the store was opened.
             let level1 = dir.parent().expect("two levels");
+            std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
             sync_dir(level1)?;
-            sync_dir(level1.parent().expect("blobs dir"))?;
         }
         if let Err(e) = std::fs::rename(tmp, &dest) {
             let _ = std::fs::remove_file(tmp);

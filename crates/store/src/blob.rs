@@ -237,17 +237,10 @@ impl BlobStore {
         let mut created = false;
         for b in 0..=255u8 {
             let d = blobs.join(format!("{b:02x}"));
-            if !d.exists() {
-                std::fs::create_dir(&d)
-                    .or_else(|e| {
-                        if e.kind() == std::io::ErrorKind::AlreadyExists {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(|e| io_err("creating", &d, e))?;
-                created = true;
+            match std::fs::create_dir(&d) {
+                Ok(()) => created = true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("creating", &d, e)),
             }
         }
         if created {
@@ -444,17 +437,11 @@ impl BlobStore {
         check_hash(hash)?;
         let data = match &*self.backend {
             Backend::Local(local) => {
-                let path = local.blob_path(hash);
+                let local = local.clone();
                 let h = hash.to_string();
-                tokio::task::spawn_blocking(move || match std::fs::read(&path) {
-                    Ok(v) => Ok(Bytes::from(v)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Err(StoreError::not_found("blob", h))
-                    }
-                    Err(e) => Err(io_err("reading", &path, e)),
-                })
-                .await
-                .map_err(|e| backend_err("blob reader task", e))??
+                tokio::task::spawn_blocking(move || local.read(&h))
+                    .await
+                    .map_err(|e| backend_err("blob reader task", e))??
             }
             Backend::Object { store, prefix } => {
                 let key = Self::object_path(prefix, &relative_key(hash));
@@ -467,11 +454,7 @@ impl BlobStore {
                     .map_err(|e| object_err(hash, e))?
             }
         };
-        let actual = blake3::hash(&data).to_hex();
-        if actual.as_str() != hash {
-            return Err(corrupt(hash, actual.as_str()));
-        }
-        Ok(data)
+        check_content(hash, data)
     }
 
     /// Several whole blobs at once (exportItems of small items): one blocking
@@ -487,19 +470,7 @@ impl BlobStore {
                         .iter()
                         .map(|h| {
                             check_hash(h)?;
-                            let path = local.blob_path(h);
-                            let data = match std::fs::read(&path) {
-                                Ok(v) => Bytes::from(v),
-                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                                    return Err(StoreError::not_found("blob", h.clone()));
-                                }
-                                Err(e) => return Err(io_err("reading", &path, e)),
-                            };
-                            let actual = blake3::hash(&data).to_hex();
-                            if actual.as_str() != h {
-                                return Err(corrupt(h, actual.as_str()));
-                            }
-                            Ok(data)
+                            check_content(h, local.read(h)?)
                         })
                         .collect()
                 })
@@ -691,6 +662,18 @@ impl LocalBlobs {
             .join(uuid::Uuid::new_v4().simple().to_string())
     }
 
+    /// A blob file's bytes (not yet checked against the hash).
+    fn read(&self, hash: &str) -> Result<Bytes> {
+        let path = self.blob_path(hash);
+        match std::fs::read(&path) {
+            Ok(v) => Ok(Bytes::from(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::not_found("blob", hash.to_string()))
+            }
+            Err(e) => Err(io_err("reading", &path, e)),
+        }
+    }
+
     fn put(&self, data: &[u8]) -> Result<BlobRef> {
         self.put_parts(&[data])
     }
@@ -764,6 +747,15 @@ impl LocalBlobs {
             Err(e) => Err(io_err("deleting", &path, e)),
         }
     }
+}
+
+/// `data` if it hashes to `hash`, else the corruption error.
+fn check_content(hash: &str, data: Bytes) -> Result<Bytes> {
+    let actual = blake3::hash(&data).to_hex();
+    if actual.as_str() != hash {
+        return Err(corrupt(hash, actual.as_str()));
+    }
+    Ok(data)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -135,6 +135,17 @@ fn entry_error(id: &str, code: &str, message: &str, first: bool) -> String {
     format!("{}{}", if first { "" } else { "," }, v)
 }
 
+/// The answer entry (and the log line) for an item whose content cannot be read.
+fn unreadable_entry(id: &str, item: &Item, err: &StoreError, first: bool) -> String {
+    tracing::error!(item = %item.id, blob = %item.blob.hash, error = %err, "exported item's content is unreadable");
+    entry_error(
+        id,
+        "ErrorCorruptData",
+        "The item's content could not be read from the blob store.",
+        first,
+    )
+}
+
 type Chunk = Result<Bytes, std::io::Error>;
 
 /// Items up to this size are read whole and sent as one chunk; larger ones
@@ -270,15 +281,7 @@ impl Ctx<'_> {
                             STANDARD.encode_string(&data, &mut out);
                             out.push_str("\"}");
                         }
-                        Err(err) => {
-                            tracing::error!(item = %item.id, blob = %item.blob.hash, error = %err, "exported item's content is unreadable");
-                            out.push_str(&entry_error(
-                                &id,
-                                "ErrorCorruptData",
-                                "The item's content could not be read from the blob store.",
-                                first,
-                            ));
-                        }
+                        Err(err) => out.push_str(&unreadable_entry(&id, &item, &err, first)),
                     }
                     if out.len() >= OUT_CHUNK
                         && !send(&mut tx, Bytes::from(std::mem::take(&mut out))).await
@@ -293,13 +296,7 @@ impl Ctx<'_> {
                 let mut stream = match blobs.get_stream(&item.blob.hash).await {
                     Ok(s) => s,
                     Err(err) => {
-                        tracing::error!(item = %item.id, blob = %item.blob.hash, error = %err, "exported item's content is unreadable");
-                        let e = entry_error(
-                            &id,
-                            "ErrorCorruptData",
-                            "The item's content could not be read from the blob store.",
-                            first,
-                        );
+                        let e = unreadable_entry(&id, &item, &err, first);
                         if !send(&mut tx, Bytes::from(e)).await {
                             return;
                         }

@@ -15,10 +15,11 @@
 //! place* inside that buffer, so the peak memory of one import is about
 //! 1.34× the item size (the JSON text), never the text plus a decoded copy.
 //! The decoded bytes are validated with `fts::decode` (zero-copy) before
-//! anything is stored, then written to the blob store (fsynced) and
-//! committed to the meta store in one transaction with the change log. A
-//! crash between the two leaves at most an unreferenced blob file, never a
-//! visible half item.
+//! anything is stored. An item up to `inline_max` bytes (64 KiB by default)
+//! is committed with its content to the meta store in one transaction with
+//! the change log; a larger one is first written to the blob store
+//! (fsynced), then committed. A crash between the two leaves at most an
+//! unreferenced blob file, never a visible half item.
 //!
 //! Blobs are deduplicated by BLAKE3 and reference-counted in the meta store.
 //! The collector ([`collect_garbage`]) forgets a blob whose count is zero and
@@ -73,6 +74,9 @@ pub struct ImportSettings {
     pub session_lifetime: Duration,
     /// Largest item accepted (decoded bytes); larger → 413.
     pub max_item_size: u64,
+    /// Items up to this size (decoded bytes) are kept in the meta store, in
+    /// the item's own transaction; larger ones go to the blob store.
+    pub inline_max: u64,
     /// Scheme, host and port of import URLs (no trailing slash); differs
     /// from the Graph base behind a proxy.
     pub import_base_url: String,
@@ -84,6 +88,7 @@ impl ImportSettings {
         ImportSettings {
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            inline_max: store::blob::DEFAULT_INLINE_MAX,
             import_base_url: public_base_url.trim_end_matches('/').to_owned(),
         }
     }
@@ -691,8 +696,17 @@ pub async fn import_item(
 
     let item = {
         let _shared = state.exim.gate.read().await;
-        let blob = state.blobs.put_parts(parts).await?;
-        let new = crate::ingest::metadata(content, len, blob);
+        let new = if len as u64 <= state.exim.settings.inline_max {
+            // Small: the content goes into the meta store with the item, in
+            // one transaction (one group-committed WAL write on SQLite).
+            let (blob, data) = store::blob::inline_ref(&parts);
+            let mut new = crate::ingest::metadata(content, len, blob);
+            new.inline = Some(data);
+            new
+        } else {
+            let blob = state.blobs.put_parts(parts).await?;
+            crate::ingest::metadata(content, len, blob)
+        };
         match &update {
             None => state.meta.create_item(&mbx.id, &folder.id, new).await?,
             Some((id, ck)) => match state.meta.replace_item(&mbx.id, id, ck, new).await {

@@ -22,6 +22,7 @@ pub fn metadata(content: &fts::MessageContent, fts_len: usize, blob: BlobRef) ->
         modified,
         categories: view.categories(),
         blob,
+        inline: None,
         // Not indexed: `$expand` of extended properties reads the item's
         // content (the FTS is the source of truth, see `extended_properties`).
         // A per-row copy of every property multiplied the metadata of a

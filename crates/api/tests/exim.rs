@@ -129,6 +129,12 @@ async fn export(env: &Env, mbx: &Mailbox, token: &str, ids: &[&str]) -> Vec<Valu
     r.json()["value"].as_array().unwrap().clone()
 }
 
+/// Whether content is stored: in the meta store (small items) or the blob store.
+async fn kept(env: &Env, hash: &str) -> bool {
+    let inline = env.meta.inline_content(&[hash.to_owned()]).await.unwrap();
+    !inline.is_empty() || env.state.blobs.exists(hash).await.unwrap()
+}
+
 async fn inbox_count(env: &Env, mbx: &Mailbox) -> i64 {
     env.meta
         .resolve_folder(&mbx.id, "inbox")
@@ -256,7 +262,7 @@ async fn update_mode_replaces_content_and_needs_the_current_change_key() {
     // the exclusive gate, so taking the gate waits for it.
     drop(env.state.exim.gate.write().await);
     let old = blake3::hash(&fts_item(1)).to_hex().to_string();
-    assert!(!env.state.blobs.exists(&old).await.unwrap());
+    assert!(!kept(&env, &old).await);
 }
 
 #[tokio::test]
@@ -487,6 +493,93 @@ async fn import_tokens_are_checked() {
     assert!(burl.contains("/api/gbeta/"));
     import(&env, &burl, body.clone()).await.ok();
     assert_eq!(inbox_count(&env, &env.mbx).await, 1);
+}
+
+#[tokio::test]
+async fn small_items_live_in_the_meta_store_large_ones_in_the_blob_store() {
+    let env = env().await;
+    let t = env.app_token(IMPEX);
+    let url = session(&env, &env.mbx, &t).await;
+    // Default limit (64 KiB): the item's content is committed with it.
+    let small = (20..)
+        .map(fts_item)
+        .find(|d| d.len() as u64 <= store::blob::DEFAULT_INLINE_MAX)
+        .unwrap();
+    let large = (40..)
+        .map(fts_item)
+        .find(|d| d.len() > small.len())
+        .unwrap();
+    let (a, _) = create(&env, &url, "inbox", &small).await;
+    let ha = env.meta.get_item(&env.mbx.id, &a).await.unwrap().blob.hash;
+    assert_eq!(blake3::hash(&small).to_hex().as_str(), ha);
+    let inline = env
+        .meta
+        .inline_content(std::slice::from_ref(&ha))
+        .await
+        .unwrap();
+    assert_eq!(&inline[&ha][..], &small[..]);
+    assert!(!env.state.blobs.exists(&ha).await.unwrap(), "no blob file");
+
+    // With the limit below the item's size, the blob store takes it.
+    let mut s = env.state.exim.settings.clone();
+    s.inline_max = large.len() as u64 - 1;
+    let files = Env {
+        app: api::router(env.state.clone().with_import_settings(s)),
+        ..env
+    };
+    let env = files;
+    let (b, _) = create(&env, &url, "inbox", &large).await;
+    let hb = env.meta.get_item(&env.mbx.id, &b).await.unwrap().blob.hash;
+    assert!(
+        env.meta
+            .inline_content(std::slice::from_ref(&hb))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(env.state.blobs.exists(&hb).await.unwrap());
+
+    // Both export byte for byte, in one request and one by one, and $expand
+    // reads either kind of content.
+    let out = export(&env, &env.mbx, &t, &[&b, &a, &b]).await;
+    for (v, want) in out.iter().zip([&large, &small, &large]) {
+        assert_eq!(&STANDARD.decode(v["data"].as_str().unwrap()).unwrap(), want);
+    }
+    for id in [&a, &b] {
+        env.get(
+            &env.mp(
+                &env.mbx,
+                &format!(
+                    "/folders/inbox/items/{id}?$expand=singleValueExtendedProperties($filter=id eq 'String 0x001A')"
+                ),
+            ),
+            &t,
+        )
+        .await
+        .ok();
+    }
+
+    // Deleting both and collecting reclaims both kinds of content.
+    for id in [&a, &b] {
+        send(
+            &env,
+            "DELETE",
+            &env.mp(
+                &env.mbx,
+                &format!("/folders/inbox/items/{id}?disposalType=hardDelete"),
+            ),
+            Some(&t),
+            "",
+        )
+        .await
+        .pipe_204();
+    }
+    api::exim::collect_garbage(env.meta.as_ref(), &env.state.blobs, &env.state.exim.gate)
+        .await
+        .unwrap();
+    assert!(!kept(&env, &ha).await);
+    assert!(!kept(&env, &hb).await);
+    assert!(env.meta.unreferenced_blobs(10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -882,7 +975,7 @@ async fn item_delete_soft_and_hard() {
     api::exim::collect_garbage(env.meta.as_ref(), &env.state.blobs, &env.state.exim.gate)
         .await
         .unwrap();
-    assert!(env.state.blobs.exists(&hash).await.unwrap());
+    assert!(kept(&env, &hash).await);
     let out = export(&env, &env.mbx, &t, &[&a]).await;
     assert_eq!(
         STANDARD.decode(out[0]["data"].as_str().unwrap()).unwrap(),
@@ -903,5 +996,5 @@ async fn item_delete_soft_and_hard() {
     api::exim::collect_garbage(env.meta.as_ref(), &env.state.blobs, &env.state.exim.gate)
         .await
         .unwrap();
-    assert!(!env.state.blobs.exists(&hash).await.unwrap());
+    assert!(!kept(&env, &hash).await);
 }

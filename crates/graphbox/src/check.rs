@@ -3,8 +3,8 @@
 //!
 //! Checked: every folder's `childFolderCount` / `totalItemCount` against its
 //! rows; every blob's reference count against the items that reference it;
-//! every referenced blob present, of its recorded size, and hashing to its
-//! key. Unreferenced blobs (count 0) waiting for the collector are reported
+//! every referenced blob present (in the blob store, or for small imported
+//! items in the meta store), of its recorded size, and hashing to its key. Unreferenced blobs (count 0) waiting for the collector are reported
 //! but are not an error.
 
 use std::collections::HashMap;
@@ -122,39 +122,61 @@ pub async fn run(stores: &Stores) -> anyhow::Result<()> {
             ));
         }
     }
-    for (hash, (n, size)) in &refs {
-        if !registered.contains_key(hash) {
-            problems.push(format!(
-                "blob {hash}: referenced by {n} items but not registered"
-            ));
-        }
-        // Present, complete and hashing right (get_stream verifies the hash
-        // at the end of the stream).
-        match stores.blobs.get_stream(hash).await {
-            Err(e) => problems.push(format!("blob {hash}: cannot be read: {e}")),
-            Ok(mut s) => {
-                let mut len = 0u64;
-                let mut failed = None;
-                while let Some(chunk) = s.next().await {
-                    match chunk {
-                        Ok(c) => len += c.len() as u64,
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
+    let mut inline_count = 0u64;
+    let referenced: Vec<(&String, &(u64, u64))> = refs.iter().collect();
+    for batch in referenced.chunks(256) {
+        let hashes: Vec<String> = batch.iter().map(|(h, _)| (*h).clone()).collect();
+        // Content kept in the meta store (small imported items).
+        let inline = stores.meta.inline_content(&hashes).await?;
+        for (hash, (n, size)) in batch {
+            if !registered.contains_key(*hash) {
+                problems.push(format!(
+                    "blob {hash}: referenced by {n} items but not registered"
+                ));
+            }
+            if let Some(data) = inline.get(*hash) {
+                inline_count += 1;
+                let actual = blake3::hash(data).to_hex();
+                if actual.as_str() != hash.as_str() {
+                    problems.push(format!(
+                        "blob {hash}: the content kept in the metadata hashes to {actual}"
+                    ));
+                } else if data.len() as u64 != *size {
+                    problems.push(format!(
+                        "blob {hash}: {} bytes kept in the metadata, {size} expected",
+                        data.len()
+                    ));
+                }
+                continue;
+            }
+            // Present, complete and hashing right (get_stream verifies the
+            // hash at the end of the stream).
+            match stores.blobs.get_stream(hash).await {
+                Err(e) => problems.push(format!("blob {hash}: cannot be read: {e}")),
+                Ok(mut s) => {
+                    let mut len = 0u64;
+                    let mut failed = None;
+                    while let Some(chunk) = s.next().await {
+                        match chunk {
+                            Ok(c) => len += c.len() as u64,
+                            Err(e) => {
+                                failed = Some(e.to_string());
+                                break;
+                            }
                         }
                     }
-                }
-                if let Some(e) = failed {
-                    problems.push(format!("blob {hash}: {e}"));
-                } else if len != *size {
-                    problems.push(format!("blob {hash}: {len} bytes stored, {size} expected"));
+                    if let Some(e) = failed {
+                        problems.push(format!("blob {hash}: {e}"));
+                    } else if len != *size {
+                        problems.push(format!("blob {hash}: {len} bytes stored, {size} expected"));
+                    }
                 }
             }
         }
     }
 
     println!(
-        "checked {folders} folders, {items} items, {} referenced blobs ({unreferenced} unreferenced awaiting collection)",
+        "checked {folders} folders, {items} items, {} referenced blobs ({inline_count} kept in the metadata, {unreferenced} unreferenced awaiting collection)",
         refs.len()
     );
     if problems.is_empty() {

@@ -219,7 +219,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let verified = migration::verify_blobs(to.as_ref(), &to_blobs, args.blob_concurrency)
         .await
         .context("verifying the blobs in the target")?;
-    if verified.copied + verified.skipped_unreferenced != blobs.blobs {
+    if verified.copied + verified.skipped_unreferenced + verified.inline != blobs.blobs {
         bail!(
             "the target blob store holds {} of the {} blobs the source registers",
             verified.copied,
@@ -246,14 +246,16 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
             println!("  {:<22} {:>10} rows (verified)", t.table, t.target);
         }
         println!(
-            "  blobs: {} ({} bytes): {} copied, {} already present, {} unreferenced skipped; \
-             {} verified by BLAKE3 hash in {}",
+            "  blobs: {} ({} bytes): {} copied, {} already present, {} unreferenced skipped, \
+             {} kept in the metadata; {} + {} verified by BLAKE3 hash in {} and the metadata",
             blobs.blobs,
             blobs.bytes,
             blobs.copied,
             blobs.present,
             blobs.skipped_unreferenced,
+            blobs.inline,
             verified.copied,
+            verified.inline,
             redact(&to_blobs_url)
         );
         println!("  done in {:.1} s", elapsed_ms as f64 / 1000.0);

@@ -57,6 +57,7 @@ async fn main() -> store::Result<()> {
             modified: t,
             categories: Vec::new(),
             blob: store::testsuite::test_blob(i),
+            inline: None,
             ext_props: Vec::new(),
         }
     });
@@ -116,6 +117,7 @@ async fn main() -> store::Result<()> {
             modified: victim.modified,
             categories: vec!["changed".into()],
             blob: victim.blob.clone(),
+            inline: None,
             ext_props: Vec::new(),
         },
     )

@@ -44,6 +44,50 @@ const UPLOAD_PART: usize = 5 * 1024 * 1024;
 /// `UPLOAD_PART * (UPLOAD_CONCURRENCY + 1)`.
 const UPLOAD_CONCURRENCY: usize = 2;
 
+/// Default size up to which imported content is kept in the meta store
+/// (with the item, in one transaction) instead of the blob store.
+pub const DEFAULT_INLINE_MAX: u64 = 64 * 1024;
+
+/// The reference and the joined bytes of content made of `parts`, for
+/// keeping it in the meta store ([`crate::NewItem::inline`]).
+pub fn inline_ref(parts: &[Bytes]) -> (BlobRef, Bytes) {
+    let total: usize = parts.iter().map(Bytes::len).sum();
+    let data = if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        let mut joined = bytes::BytesMut::with_capacity(total);
+        for p in parts {
+            joined.extend_from_slice(p);
+        }
+        joined.freeze()
+    };
+    let blob = BlobRef {
+        hash: blake3::hash(&data).to_hex().to_string(),
+        size: data.len() as u64,
+    };
+    (blob, data)
+}
+
+/// `Invalid` unless `data` is the content `blob` names (size and hash).
+pub fn check_inline(blob: &BlobRef, data: &[u8]) -> Result<()> {
+    if data.len() as u64 != blob.size {
+        return Err(StoreError::Invalid(format!(
+            "inline content of blob {} has {} bytes, not {}",
+            blob.hash,
+            data.len(),
+            blob.size
+        )));
+    }
+    let actual = blake3::hash(data).to_hex();
+    if actual.as_str() != blob.hash {
+        return Err(StoreError::Invalid(format!(
+            "inline content given for blob {} hashes to {actual}",
+            blob.hash
+        )));
+    }
+    Ok(())
+}
+
 /// Content-addressed blob storage. Cheap to clone.
 #[derive(Clone)]
 pub struct BlobStore {

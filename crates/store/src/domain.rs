@@ -264,6 +264,11 @@ pub struct NewItem {
     pub modified: OffsetDateTime,
     pub categories: Vec<String>,
     pub blob: BlobRef,
+    /// The content itself when it is small enough to be kept in the meta
+    /// store, in the same transaction as the item (see
+    /// [`crate::blob::inline_ref`]); `None` when it is in the blob store
+    /// already. Must hash to `blob`.
+    pub inline: Option<bytes::Bytes>,
     pub ext_props: Vec<ExtProp>,
 }
 

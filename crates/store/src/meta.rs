@@ -126,6 +126,13 @@ pub trait MetaStore: Send + Sync {
     /// referenced again or unknown. A collector calls this *before* deleting
     /// the blob's content, and only deletes the content when it returns `true`.
     async fn forget_blob(&self, hash: &str) -> Result<bool>;
+    /// The content kept in the meta store (see [`NewItem::inline`]) of those
+    /// of `hashes` that have it, by hash; hashes whose content is in the
+    /// blob store (or unknown) are absent from the answer.
+    async fn inline_content(
+        &self,
+        hashes: &[String],
+    ) -> Result<std::collections::HashMap<String, bytes::Bytes>>;
     /// Integrity checks: up to `limit` registered blobs with hash greater
     /// than `after` (hex order), as (hash, size, reference count). The
     /// default reports that the engine cannot list them.

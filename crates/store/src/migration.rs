@@ -12,9 +12,12 @@
 //!
 //! [`copy_tables`] drives a copy into an empty target and checks the row
 //! counts; [`copy_blobs`] and [`verify_blobs`] copy and check the content
-//! every `blobs` row refers to. The source must not be written to while it
+//! every `blobs` row refers to (content kept in the metadata, `blob_content`,
+//! travels with the tables and is checked by hash). The source must not be written to while it
 //! is copied (stop the servers first): each table is read in one snapshot,
 //! but not all tables in the same one.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -207,6 +210,11 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "blobs",
         columns: &[col("hash", Bytes), col("size", Int), col("refs", Int)],
+        order_by: Some("hash"),
+    },
+    Table {
+        name: "blob_content",
+        columns: &[col("hash", Bytes), col("data", Bytes)],
         order_by: Some("hash"),
     },
     Table {
@@ -442,6 +450,70 @@ pub struct BlobCount {
     /// Unreferenced blobs (`refs = 0`) whose content the source no longer
     /// has (a collector removed it); skipped.
     pub skipped_unreferenced: u64,
+    /// Blobs whose content is kept in the metadata (`blob_content`): it
+    /// travels with the tables, not through the blob stores (checked by hash
+    /// when verifying).
+    pub inline: u64,
+}
+
+/// `blob_content` read for its keys only.
+static BLOB_CONTENT_KEYS: Table = Table {
+    name: "blob_content",
+    columns: &[col("hash", Bytes)],
+    order_by: Some("hash"),
+};
+
+fn hex_of(h: &[u8]) -> Result<String> {
+    let arr: [u8; 32] = h.try_into().map_err(|_| {
+        StoreError::Backend(format!("a stored blob hash has {} bytes, not 32", h.len()))
+    })?;
+    Ok(blake3::Hash::from_bytes(arr).to_hex().to_string())
+}
+
+/// The hashes (hex) of the blobs whose content `meta` keeps itself.
+async fn inline_hashes(meta: &dyn RawTables) -> Result<HashMap<String, u64>> {
+    let mut out = HashMap::new();
+    let mut batches = meta.export_rows(&BLOB_CONTENT_KEYS, 1024);
+    while let Some(b) = batches.next().await {
+        for r in b? {
+            match r.as_slice() {
+                [Value::Bytes(h)] => {
+                    out.insert(hex_of(h)?, 0);
+                }
+                other => {
+                    return Err(StoreError::Backend(format!(
+                        "unexpected blob_content row {other:?}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks every `blob_content` row of `meta` (its data hashes to its key)
+/// and returns the sizes by hash.
+async fn check_inline_content(meta: &dyn RawTables) -> Result<HashMap<String, u64>> {
+    let mut out = HashMap::new();
+    let mut batches = meta.export_rows(table("blob_content")?, 64);
+    while let Some(b) = batches.next().await {
+        for r in b? {
+            let [Value::Bytes(h), Value::Bytes(data)] = r.as_slice() else {
+                return Err(StoreError::Backend(format!(
+                    "unexpected blob_content row {r:?}"
+                )));
+            };
+            let hash = hex_of(h)?;
+            let actual = blake3::hash(data).to_hex();
+            if actual.as_str() != hash {
+                return Err(StoreError::Backend(format!(
+                    "the content of blob {hash} kept in the metadata hashes to {actual}"
+                )));
+            }
+            out.insert(hash, data.len() as u64);
+        }
+    }
+    Ok(out)
 }
 
 /// Hash (hex), size and reference count of each row of a `blobs` batch.
@@ -449,14 +521,7 @@ fn blob_rows(rows: Vec<Row>) -> Result<Vec<(String, u64, i64)>> {
     rows.into_iter()
         .map(|r| match r.as_slice() {
             [Value::Bytes(h), Value::Int(size), Value::Int(refs)] => {
-                let arr: [u8; 32] = h.as_slice().try_into().map_err(|_| {
-                    StoreError::Backend(format!("a stored blob hash has {} bytes, not 32", h.len()))
-                })?;
-                Ok((
-                    blake3::Hash::from_bytes(arr).to_hex().to_string(),
-                    (*size).max(0) as u64,
-                    *refs,
-                ))
+                Ok((hex_of(h)?, (*size).max(0) as u64, *refs))
             }
             other => Err(StoreError::Backend(format!(
                 "unexpected blobs row {other:?}"
@@ -492,11 +557,22 @@ pub async fn copy_blobs(
     concurrency: usize,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<BlobCount> {
+    let inline = inline_hashes(meta).await?;
     let t = table("blobs")?;
     let mut batches = meta.export_rows(t, 256);
     let mut count = BlobCount::default();
     while let Some(b) = batches.next().await {
-        let rows = blob_rows(b?)?;
+        let mut rows = blob_rows(b?)?;
+        rows.retain(|(hash, size, _)| {
+            if inline.contains_key(hash) {
+                count.blobs += 1;
+                count.bytes += size;
+                count.inline += 1;
+                false
+            } else {
+                true
+            }
+        });
         let results: Vec<Result<(u64, bool, bool)>> =
             futures::stream::iter(rows.into_iter().map(|(hash, size, refs)| async move {
                 if to.exists(&hash).await? {
@@ -555,11 +631,31 @@ pub async fn verify_blobs(
     blobs: &BlobStore,
     concurrency: usize,
 ) -> Result<BlobCount> {
+    let inline = check_inline_content(meta).await?;
     let t = table("blobs")?;
     let mut batches = meta.export_rows(t, 256);
     let mut count = BlobCount::default();
     while let Some(b) = batches.next().await {
-        let rows = blob_rows(b?)?;
+        let mut rows = blob_rows(b?)?;
+        let mut wrong = None;
+        rows.retain(|(hash, size, _)| match inline.get(hash) {
+            Some(len) => {
+                if len != size && wrong.is_none() {
+                    wrong = Some(format!(
+                        "blob {hash} is registered as {size} bytes but its content kept in the \
+                         metadata has {len}"
+                    ));
+                }
+                count.blobs += 1;
+                count.bytes += size;
+                count.inline += 1;
+                false
+            }
+            None => true,
+        });
+        if let Some(w) = wrong {
+            return Err(StoreError::Backend(w));
+        }
         let results: Vec<Result<(u64, bool)>> =
             futures::stream::iter(rows.into_iter().map(|(hash, size, refs)| async move {
                 match drain(blobs, &hash, size).await {

@@ -60,6 +60,7 @@ macro_rules! metastore_tests {
             delta_horizon_after_purge,
             settings_put_if_absent,
             blob_reference_counts,
+            inline_content,
             bulk_insert,
             persistence_across_reopen,
         );
@@ -96,6 +97,7 @@ pub fn test_item(n: u32) -> NewItem {
         modified: t,
         categories: Vec::new(),
         blob: test_blob(n),
+        inline: None,
         ext_props: Vec::new(),
     }
 }
@@ -1637,6 +1639,97 @@ pub async fn blob_reference_counts(h: &mut dyn Harness) {
     let mut wrong = test_item(8);
     wrong.blob.size += 1;
     assert!(is_invalid(s.create_item(&mbx, "inbox", wrong).await));
+}
+
+/// An item with test content `n` kept in the meta store.
+pub fn inline_item(n: u32) -> NewItem {
+    let mut item = test_item(n);
+    item.inline = Some(bytes::Bytes::from(format!("content {n}")));
+    item
+}
+
+pub async fn inline_content(h: &mut dyn Harness) {
+    let s = h.store().await;
+    let mbx = setup(&*s).await;
+    let (h7, h8, h9) = (test_blob(7).hash, test_blob(8).hash, test_blob(9).hash);
+    assert!(s.inline_content(&[]).await.unwrap().is_empty());
+    // Kept with the item; items with blob-store content have none.
+    let one = s.create_item(&mbx, "inbox", inline_item(7)).await.unwrap();
+    s.create_item(&mbx, "inbox", test_item(9)).await.unwrap();
+    let got = s
+        .inline_content(&[h7.clone(), h9.clone(), h8.clone()])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1, "only content 7 is inline: {got:?}");
+    assert_eq!(&got[&h7][..], b"content 7");
+    // Deduplicated like any blob: a second copy adds a reference, not content.
+    let two = s.create_item(&mbx, "drafts", inline_item(7)).await.unwrap();
+    assert_eq!(one.blob, two.blob);
+    s.delete_item(&mbx, &one.id).await.unwrap();
+    assert!(s.unreferenced_blobs(10).await.unwrap().is_empty());
+    assert_eq!(
+        &s.inline_content(std::slice::from_ref(&h7)).await.unwrap()[&h7][..],
+        b"content 7"
+    );
+    // Replacing with inline content moves the reference.
+    let two = s.get_item(&mbx, &two.id).await.unwrap();
+    let two = s
+        .replace_item(&mbx, &two.id, &two.change_key, inline_item(8))
+        .await
+        .unwrap();
+    assert_eq!(two.blob, test_blob(8));
+    assert_eq!(s.unreferenced_blobs(10).await.unwrap(), vec![h7.clone()]);
+    // Forgetting an unreferenced blob drops its content with it.
+    assert!(s.forget_blob(&h7).await.unwrap());
+    assert!(
+        s.inline_content(std::slice::from_ref(&h7))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Blob-store content referenced again with inline content: kept inline too.
+    s.create_item(&mbx, "inbox", inline_item(9)).await.unwrap();
+    assert_eq!(
+        &s.inline_content(std::slice::from_ref(&h9)).await.unwrap()[&h9][..],
+        b"content 9"
+    );
+    // Bulk inserts keep inline content as well.
+    let bulk: Vec<NewItem> = (20..25).map(inline_item).collect();
+    assert_eq!(
+        s.bulk_insert_items(&mbx, "inbox", Box::new(bulk.into_iter()))
+            .await
+            .unwrap(),
+        5
+    );
+    let bulk_hashes: Vec<String> = (20..25).map(|n| test_blob(n).hash).collect();
+    assert_eq!(s.inline_content(&bulk_hashes).await.unwrap().len(), 5);
+    // Content that does not match its reference is refused, nothing stored.
+    let before = s
+        .resolve_folder(&mbx, "inbox")
+        .await
+        .unwrap()
+        .total_item_count;
+    let mut wrong = inline_item(10);
+    wrong.inline = Some(bytes::Bytes::from_static(b"content 11"));
+    assert!(is_invalid(s.create_item(&mbx, "inbox", wrong).await));
+    let mut short = inline_item(10);
+    short.inline = Some(bytes::Bytes::from_static(b"content"));
+    assert!(is_invalid(s.create_item(&mbx, "inbox", short).await));
+    let h10 = test_blob(10).hash;
+    assert!(
+        s.inline_content(std::slice::from_ref(&h10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.resolve_folder(&mbx, "inbox")
+            .await
+            .unwrap()
+            .total_item_count,
+        before
+    );
+    assert!(is_invalid(s.inline_content(&["nothex".to_owned()]).await));
 }
 
 pub async fn bulk_insert(h: &mut dyn Harness) {

@@ -63,6 +63,14 @@ async fn seed(s: &dyn Engine, blobs: &BlobStore) -> Seeded {
         it.blob = shared.clone();
         s.create_item(&mbx, "drafts", it).await.unwrap();
     }
+    // Small items keep their content in the metadata (two share one).
+    for (n, text) in [(200, "inline a"), (201, "inline b"), (202, "inline b")] {
+        let (blob, data) = store::blob::inline_ref(&[Bytes::from_static(text.as_bytes())]);
+        let mut it = store::testsuite::test_item(n);
+        it.blob = blob;
+        it.inline = Some(data);
+        s.create_item(&mbx, "drafts", it).await.unwrap();
+    }
     let f = s
         .create_folder(
             &mbx,
@@ -184,9 +192,10 @@ async fn check_copy(from: &dyn Engine, to: &dyn Engine, seeded: &Seeded) {
     let by = |n: &str| counts.iter().find(|c| c.table == n).unwrap().target;
     assert_eq!(
         by("items"),
-        12,
-        "14 created, one deleted, one deleted with its folder"
+        15,
+        "17 created, one deleted, one deleted with its folder"
     );
+    assert_eq!(by("blob_content"), 2, "two inline contents");
     assert!(by("tombstones") >= 3);
     assert_eq!(by("dir_grants"), 2);
     assert_eq!(by("settings"), 2);
@@ -328,34 +337,76 @@ async fn blobs_are_copied_and_verified_by_hash() {
     let c = migration::copy_blobs(&from, &src_blobs, &dst_blobs, 3, &mut |_| ticks += 1)
         .await
         .unwrap();
-    assert_eq!(c.blobs, 13, "12 distinct items + one shared blob");
-    assert_eq!(c.copied, 13);
+    assert_eq!(
+        c.blobs, 15,
+        "12 distinct items + one shared blob + two inline contents"
+    );
+    assert_eq!((c.copied, c.inline), (13, 2));
     assert!(ticks >= 1);
     let v = migration::verify_blobs(&to, &dst_blobs, 2).await.unwrap();
-    assert_eq!((v.blobs, v.copied, v.bytes), (13, 13, c.bytes));
+    assert_eq!((v.blobs, v.copied, v.inline, v.bytes), (15, 13, 2, c.bytes));
+    let b = store::blob::inline_ref(&[Bytes::from_static(b"inline b")]).0;
+    assert_eq!(
+        &to.inline_content(std::slice::from_ref(&b.hash))
+            .await
+            .unwrap()[&b.hash][..],
+        b"inline b",
+        "inline content travels with the tables"
+    );
+    assert!(
+        !dst_blobs.exists(&b.hash).await.unwrap(),
+        "inline content is not copied to the blob store"
+    );
 
     // Running again finds everything present (and re-checks it).
     let again = migration::copy_blobs(&from, &src_blobs, &dst_blobs, 3, &mut |_| {})
         .await
         .unwrap();
-    assert_eq!((again.copied, again.present), (0, 13));
+    assert_eq!((again.copied, again.present, again.inline), (0, 13, 2));
+
+    // Tampered inline content in the target is detected by hash.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("b.sqlite")).unwrap();
+        let key = blake3::Hash::from_hex(&b.hash).unwrap();
+        conn.execute(
+            "UPDATE blob_content SET data = ?2 WHERE hash = ?1",
+            rusqlite::params![&key.as_bytes()[..], &b"inline c"[..]],
+        )
+        .unwrap();
+        let err = migration::verify_blobs(&to, &dst_blobs, 2)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&b.hash), "{err}");
+        conn.execute(
+            "UPDATE blob_content SET data = ?2 WHERE hash = ?1",
+            rusqlite::params![&key.as_bytes()[..], &b"inline b"[..]],
+        )
+        .unwrap();
+        migration::verify_blobs(&to, &dst_blobs, 2).await.unwrap();
+    }
 
     // Corrupt content in the target is detected by hash.
-    let hash = {
-        let mut rows = to.export_rows(migration::table("blobs").unwrap(), 1);
-        let row = rows.next().await.unwrap().unwrap().remove(0);
+    let mut rows = to.export_rows(migration::table("blobs").unwrap(), 100);
+    let mut path = None;
+    let mut hash = String::new();
+    for row in rows.next().await.unwrap().unwrap() {
         let Value::Bytes(h) = &row[0] else { panic!() };
-        blake3::Hash::from_bytes(h.as_slice().try_into().unwrap())
+        hash = blake3::Hash::from_bytes(h.as_slice().try_into().unwrap())
             .to_hex()
-            .to_string()
-    };
-    let path = dir
-        .path()
-        .join("dst/blobs")
-        .join(&hash[0..2])
-        .join(&hash[2..4])
-        .join(&hash);
-    assert!(path.exists(), "{}", path.display());
+            .to_string();
+        let p = dir
+            .path()
+            .join("dst/blobs")
+            .join(&hash[0..2])
+            .join(&hash[2..4])
+            .join(&hash);
+        if p.exists() {
+            path = Some(p);
+            break;
+        }
+    }
+    drop(rows);
+    let path = path.expect("some blob is in the blob store");
     std::fs::write(&path, b"tampered").unwrap();
     let err = migration::verify_blobs(&to, &dst_blobs, 2)
         .await

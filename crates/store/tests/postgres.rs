@@ -90,8 +90,8 @@ store::metastore_tests!(PgHarness::new());
 async fn schema_is_versioned_and_reopen_is_idempotent() {
     let url = fresh_database().await;
     let a = PgMetaStore::open(&url).await.unwrap();
-    // V1: the metadata tables; V2: the identity directory.
-    assert_eq!(a.schema_version().await.unwrap(), 2);
+    // V1: the metadata tables; V2: the identity directory; V3: inline content.
+    assert_eq!(a.schema_version().await.unwrap(), 3);
     // Several instances starting at once migrate exactly once.
     let opens: Vec<_> = (0..4)
         .map(|_| {
@@ -100,7 +100,7 @@ async fn schema_is_versioned_and_reopen_is_idempotent() {
         })
         .collect();
     for o in opens {
-        assert_eq!(o.await.unwrap().unwrap().schema_version().await.unwrap(), 2);
+        assert_eq!(o.await.unwrap().unwrap().schema_version().await.unwrap(), 3);
     }
 }
 
@@ -120,12 +120,13 @@ async fn a_version_1_database_gains_the_directory() {
     client
         .batch_execute(
             "DROP TABLE dir_records, dir_user_credentials, dir_grants, dir_permissions, \
-             dir_certs, dir_secrets, dir_apps; DELETE FROM schema_version WHERE version = 2",
+             dir_certs, dir_secrets, dir_apps, blob_content; \
+             DELETE FROM schema_version WHERE version >= 2",
         )
         .await
         .unwrap();
     let b = PgMetaStore::open(&url).await.unwrap();
-    assert_eq!(b.schema_version().await.unwrap(), 2);
+    assert_eq!(b.schema_version().await.unwrap(), 3);
     assert_eq!(
         b.get_tenant(t.id).await.unwrap(),
         t,
@@ -154,7 +155,7 @@ async fn concurrent_migrations_on_a_fresh_database() {
         .collect();
     for o in opens {
         let s = o.await.unwrap().expect("every instance opens");
-        assert_eq!(s.schema_version().await.unwrap(), 2);
+        assert_eq!(s.schema_version().await.unwrap(), 3);
     }
 }
 

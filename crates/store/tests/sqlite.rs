@@ -94,8 +94,8 @@ async fn schema_is_versioned_and_reopen_is_idempotent() {
         .unwrap();
     assert_eq!(
         versions,
-        vec![1, 2],
-        "each migration (base schema, identity directory) ran once"
+        vec![1, 2, 3],
+        "each migration (base schema, identity directory, inline content) ran once"
     );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -209,6 +209,13 @@ impl Ctx<'_> {
         // Metadata first (small), so every store failure is a clean 500
         // before the 200 is sent.
         let found = self.state.meta.get_items(&mbx.id, &ids).await?;
+        // Content kept in the meta store (small imported items), in one read.
+        let hashes: Vec<String> = found
+            .iter()
+            .flatten()
+            .map(|i| i.blob.hash.clone())
+            .collect();
+        let inline = self.state.meta.inline_content(&hashes).await?;
         let entries: Vec<(String, Option<Item>)> = ids.into_iter().zip(found).collect();
         let head = format!(
             "{{\"@odata.context\":{},\"value\":[",
@@ -232,8 +239,9 @@ impl Ctx<'_> {
             // Small items are read in groups (one blocking read task per
             // group) and their entries gathered into chunks of ~256 KB, so a
             // 20-item request costs a few task hand-offs, not dozens.
-            let small =
-                |i: &Option<Item>| i.as_ref().is_some_and(|i| i.blob.size <= WHOLE_READ_MAX);
+            let whole =
+                |i: &Item| i.blob.size <= WHOLE_READ_MAX || inline.contains_key(&i.blob.hash);
+            let small = |i: &Option<Item>| i.as_ref().is_some_and(whole);
             let mut fetched: std::collections::HashMap<usize, store::Result<Bytes>> =
                 std::collections::HashMap::new();
             let mut out = String::new();
@@ -252,7 +260,7 @@ impl Ctx<'_> {
                     ));
                     continue;
                 };
-                if item.blob.size <= WHOLE_READ_MAX {
+                if whole(&item) {
                     if !fetched.contains_key(&n) {
                         // Read this and the following small items, up to a budget.
                         let mut group = vec![(n, item.blob.hash.clone())];
@@ -269,9 +277,18 @@ impl Ctx<'_> {
                             budget += i.blob.size;
                             group.push((k, i.blob.hash.clone()));
                         }
+                        group.retain(|(k, hash)| match inline.get(hash) {
+                            Some(data) => {
+                                fetched.insert(*k, Ok(data.clone()));
+                                false
+                            }
+                            None => true,
+                        });
                         let (idx, hashes): (Vec<usize>, Vec<String>) = group.into_iter().unzip();
-                        for (k, r) in idx.into_iter().zip(blobs.get_many(hashes).await) {
-                            fetched.insert(k, r);
+                        if !hashes.is_empty() {
+                            for (k, r) in idx.into_iter().zip(blobs.get_many(hashes).await) {
+                                fetched.insert(k, r);
+                            }
                         }
                     }
                     match fetched.remove(&n).expect("fetched above") {

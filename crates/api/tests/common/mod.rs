@@ -316,6 +316,7 @@ pub fn new_item(class: &str, size: i64, created: OffsetDateTime, categories: &[&
         modified: created + Duration::seconds(3),
         categories: categories.iter().map(|s| s.to_string()).collect(),
         blob: blob(size as u64),
+        inline: None,
         ext_props: Vec::new(),
     }
 }

@@ -192,6 +192,7 @@ pub async fn start(opts: Opts) -> Server {
         .with_import_settings(api::exim::ImportSettings {
             session_lifetime: time::Duration::seconds(opts.import_session_secs),
             max_item_size: 150 * 1024 * 1024,
+            inline_max: store::blob::DEFAULT_INLINE_MAX,
             import_base_url: public.clone(),
         });
     let mut identity = identity::IdentityState::new(

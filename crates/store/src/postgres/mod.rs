@@ -414,6 +414,16 @@ impl MetaStore for PgMetaStore {
         write_tx!(self, |tx| ops::forget_blob(&tx, hash).await)
     }
 
+    async fn inline_content(
+        &self,
+        hashes: &[String],
+    ) -> Result<std::collections::HashMap<String, bytes::Bytes>> {
+        if hashes.is_empty() {
+            return Ok(Default::default());
+        }
+        read_tx!(self, |tx| ops::inline_content(&tx, hashes).await)
+    }
+
     async fn blob_refs(
         &self,
         after: Option<&str>,

@@ -942,10 +942,15 @@ struct ItemCols {
     category_keys: Vec<String>,
     blob: Vec<u8>,
     blob_size: i64,
+    /// The content, when it is kept in `blob_content`.
+    inline: Option<bytes::Bytes>,
     ext_props: String,
 }
 
 fn item_cols(item: &NewItem) -> Result<ItemCols> {
+    if let Some(data) = &item.inline {
+        crate::blob::check_inline(&item.blob, data)?;
+    }
     if item.size < 0 {
         return Err(StoreError::Invalid(format!(
             "item size {} is negative",
@@ -961,8 +966,34 @@ fn item_cols(item: &NewItem) -> Result<ItemCols> {
         category_keys: item.categories.iter().map(|c| c.to_lowercase()).collect(),
         blob: blob_key(&item.blob.hash)?,
         blob_size: i64_of(item.blob.size),
+        inline: item.inline.clone(),
         ext_props: to_json(&item.ext_props)?,
     })
+}
+
+/// Keeps the inline content of `cols` in `blob_content` (rows already
+/// there are left as they are: same hash, same content).
+async fn store_inline<'c>(tx: &Tx<'_>, cols: impl IntoIterator<Item = &'c ItemCols>) -> Result<()> {
+    let mut content: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+    for c in cols {
+        if let Some(d) = &c.inline {
+            content.insert(&c.blob, d);
+        }
+    }
+    if content.is_empty() {
+        return Ok(());
+    }
+    let hashes: Vec<&[u8]> = content.keys().copied().collect();
+    let data: Vec<&[u8]> = content.values().copied().collect();
+    exec(
+        tx,
+        "INSERT INTO blob_content (hash, data) \
+         SELECT u.h, u.d FROM unnest($1::bytea[], $2::bytea[]) AS u(h, d) ORDER BY u.h \
+         ON CONFLICT (hash) DO NOTHING",
+        &[&hashes, &data],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Adds references to blobs (registering new ones); `refs` is (hash, size,
@@ -1102,6 +1133,7 @@ pub(super) async fn create_item(
     let c = item_cols(item)?;
     let cn = alloc_cn(tx, mbx, 1).await?;
     blob_incref(tx, &one_ref(&c)).await?;
+    store_inline(tx, [&c]).await?;
     let ik = insert_item(tx, mbx, folder.fk, &c, cn).await?;
     bump_item_count(tx, folder.fk, 1).await?;
     load_item(tx, mailbox_id, ik).await
@@ -1133,6 +1165,7 @@ pub(super) async fn bulk_insert(
     }
     let first = alloc_cn(tx, mbx, n).await?;
     blob_incref(tx, &refs).await?;
+    store_inline(tx, &cols).await?;
     for (chunk_no, chunk) in cols.chunks(BULK_CHUNK).enumerate() {
         let base = first + (chunk_no * BULK_CHUNK) as u64;
         let len = chunk.len();
@@ -1202,6 +1235,7 @@ pub(super) async fn replace_item(
     let c = item_cols(item)?;
     let cn = alloc_cn(tx, mbx, 1).await?;
     blob_incref(tx, &one_ref(&c)).await?;
+    store_inline(tx, [&c]).await?;
     blob_decref(tx, &r.blob).await?;
     exec(
         tx,
@@ -1292,7 +1326,34 @@ pub(super) async fn forget_blob(tx: &Tx<'_>, hash: &str) -> Result<bool> {
         &[&key],
     )
     .await?;
+    if n > 0 {
+        exec(tx, "DELETE FROM blob_content WHERE hash = $1", &[&key]).await?;
+    }
     Ok(n > 0)
+}
+
+/// The inline content of those of `hashes` that have it.
+pub(super) async fn inline_content(
+    tx: &Tx<'_>,
+    hashes: &[String],
+) -> Result<std::collections::HashMap<String, bytes::Bytes>> {
+    let keys = hashes
+        .iter()
+        .map(|h| blob_key(h))
+        .collect::<Result<Vec<_>>>()?;
+    let found = rows(
+        tx,
+        "SELECT hash, data FROM blob_content WHERE hash = ANY($1::bytea[])",
+        &[&keys],
+    )
+    .await?;
+    let mut out = std::collections::HashMap::new();
+    for r in found {
+        let h: &[u8] = r.try_get(0)?;
+        let d: Vec<u8> = r.try_get(1)?;
+        out.insert(blob_hex(h)?, bytes::Bytes::from(d));
+    }
+    Ok(out)
 }
 
 /// Registered blobs with a hash greater than `after`, in hash order (byte

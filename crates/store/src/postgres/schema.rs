@@ -114,8 +114,18 @@ CREATE INDEX tombstones_mbx ON tombstones(mbx, kind, cn);
 CREATE INDEX tombstones_id ON tombstones(id);
 "#;
 
+/// Small blobs' content in the meta store, written in the same transaction
+/// as the item that brings it (no blob-store round trip for small imports).
+/// Blobs without a row here are in the blob store. Large values are TOASTed.
+const V3_INLINE: &str = r#"
+CREATE TABLE blob_content (
+    hash BYTEA PRIMARY KEY,
+    data BYTEA NOT NULL
+);
+"#;
+
 /// Every migration, in order; `schema_version` holds the ones applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, super::directory::DIRECTORY_V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, super::directory::DIRECTORY_V1, V3_INLINE];
 
 /// Key of the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK: i64 = 0x6772_6170_6862_6f78; // "graphbox"

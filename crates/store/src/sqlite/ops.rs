@@ -1,6 +1,8 @@
 //! The synchronous operations behind [`super::SqliteMetaStore`]; each runs
 //! inside the transaction its caller opened.
 
+use std::collections::HashMap;
+
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, Transaction, params, params_from_iter};
 use time::OffsetDateTime;
@@ -913,10 +915,15 @@ struct ItemCols {
     categories: String,
     blob: [u8; 32],
     blob_size: i64,
+    /// The content, when it is kept in the `blobs` row.
+    inline: Option<bytes::Bytes>,
     ext_props: String,
 }
 
 fn item_cols(item: &NewItem) -> Result<ItemCols> {
+    if let Some(data) = &item.inline {
+        crate::blob::check_inline(&item.blob, data)?;
+    }
     if item.size < 0 {
         return Err(StoreError::Invalid(format!(
             "item size {} is negative",
@@ -931,18 +938,27 @@ fn item_cols(item: &NewItem) -> Result<ItemCols> {
         categories: to_json(&item.categories)?,
         blob: blob_key(&item.blob.hash)?,
         blob_size: i64_of(item.blob.size),
+        inline: item.inline.clone(),
         ext_props: to_json(&item.ext_props)?,
     })
 }
 
-/// Adds `n` references to a blob (registering it if new).
-fn blob_incref(tx: &Transaction<'_>, hash: &[u8; 32], size: i64, n: i64) -> Result<()> {
+/// Adds a reference to a blob (registering it if new) and keeps `c.inline`
+/// in `blob_content` unless it is there already.
+fn blob_incref(tx: &Transaction<'_>, c: &ItemCols) -> Result<()> {
+    let (hash, size) = (&c.blob, c.blob_size);
     let stored: i64 = tx
         .prepare_cached(
-            "INSERT INTO blobs (hash, size, refs) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (hash) DO UPDATE SET refs = refs + excluded.refs RETURNING size",
+            "INSERT INTO blobs (hash, size, refs) VALUES (?1, ?2, 1) \
+             ON CONFLICT (hash) DO UPDATE SET refs = refs + 1 RETURNING size",
         )?
-        .query_row(params![&hash[..], size, n], |r| r.get(0))?;
+        .query_row(params![&hash[..], size], |r| r.get(0))?;
+    if let Some(data) = &c.inline {
+        tx.prepare_cached(
+            "INSERT INTO blob_content (hash, data) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
+        )?
+        .execute(params![&hash[..], &data[..]])?;
+    }
     if stored != size {
         return Err(StoreError::Invalid(format!(
             "blob {} is {stored} bytes, not {size}",
@@ -1043,7 +1059,7 @@ pub(super) fn create_item(
     let folder = folder_ref(tx, mbx, folder)?;
     let c = item_cols(&item)?;
     let cn = alloc_cn(tx, mbx, 1)?;
-    blob_incref(tx, &c.blob, c.blob_size, 1)?;
+    blob_incref(tx, &c)?;
     let ik = insert_item(tx, mbx, folder.fk, &c, cn)?;
     bump_item_count(tx, folder.fk, 1)?;
     load_item(tx, mailbox_id, ik)
@@ -1061,7 +1077,7 @@ pub(super) fn bulk_insert(
     let first = alloc_cn(tx, mbx, n)?;
     for (i, item) in items.iter().enumerate() {
         let c = item_cols(item)?;
-        blob_incref(tx, &c.blob, c.blob_size, 1)?;
+        blob_incref(tx, &c)?;
         insert_item(tx, mbx, folder.fk, &c, first + i as u64)?;
     }
     bump_item_count(tx, folder.fk, i64_of(n))?;
@@ -1084,7 +1100,7 @@ pub(super) fn replace_item(
     }
     let c = item_cols(&item)?;
     let cn = alloc_cn(tx, mbx, 1)?;
-    blob_incref(tx, &c.blob, c.blob_size, 1)?;
+    blob_incref(tx, &c)?;
     blob_decref(tx, &r.blob)?;
     tx.prepare_cached(
         "UPDATE items SET change_key = ?2, class = ?3, size = ?4, created = ?5, modified = ?6, \
@@ -1160,7 +1176,29 @@ pub(super) fn forget_blob(tx: &Transaction<'_>, hash: &str) -> Result<bool> {
     let n = tx
         .prepare_cached("DELETE FROM blobs WHERE hash = ?1 AND refs = 0")?
         .execute([&key[..]])?;
+    if n > 0 {
+        tx.prepare_cached("DELETE FROM blob_content WHERE hash = ?1")?
+            .execute([&key[..]])?;
+    }
     Ok(n > 0)
+}
+
+pub(super) fn inline_content(
+    tx: &Transaction<'_>,
+    hashes: &[String],
+) -> Result<HashMap<String, bytes::Bytes>> {
+    let mut st = tx.prepare_cached("SELECT data FROM blob_content WHERE hash = ?1")?;
+    let mut out = HashMap::new();
+    for h in hashes {
+        let key = blob_key(h)?;
+        if let Some(data) = st
+            .query_row([&key[..]], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?
+        {
+            out.insert(h.clone(), bytes::Bytes::from(data));
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn blob_refs(

@@ -26,6 +26,14 @@
 //!   write in the same transaction: reading a folder never counts rows.
 //! * `blobs.refs` counts the items referencing each blob; the partial index
 //!   on `refs = 0` lets a collector find garbage without a scan.
+//! * `blob_content` (migration 3) holds the content of small blobs, written
+//!   in the same transaction as the item that brings them: an import of a
+//!   small item is then one WAL commit (shared with concurrent imports by the
+//!   group commit) instead of a file write, two fsyncs and a rename. Blobs
+//!   without a row there are in the blob store. It is a rowid table (the
+//!   content sits in its leaves; the hash index stays small), not part of
+//!   `blobs`, whose WITHOUT ROWID b-tree would carry the content in its
+//!   interior pages.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -128,8 +136,17 @@ CREATE INDEX tombstones_mbx ON tombstones(mbx, kind, cn);
 CREATE INDEX tombstones_id ON tombstones(id);
 "#;
 
+/// Small blobs' content in the meta store.
+const V3_INLINE: &str = r#"
+CREATE TABLE blob_content (
+    id   INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    data BLOB NOT NULL
+);
+"#;
+
 /// Every migration, in order; `schema_version` holds the count applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, super::directory::DIRECTORY_V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, super::directory::DIRECTORY_V1, V3_INLINE];
 
 /// Brings the database up to the current schema.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

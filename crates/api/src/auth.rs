@@ -8,10 +8,14 @@
 //! what they expect, and a client can switch between graphbox and Exchange
 //! Online without changing how it reasons about tokens.
 //!
-//! The signing key is generated once and kept in the meta store under
-//! `signing_key_pem` through `put_setting_if_absent`, so every instance of a
-//! multi-instance deployment signs and verifies with the same key, and a
-//! restart does not invalidate outstanding tokens.
+//! Signing keys are a rotating set kept in the meta store as write-once
+//! settings (`signing_key_pem` for the first, `signing_key.{n}` for rotated
+//! ones; see the `keys` module), so every instance of a multi-instance
+//! deployment signs and verifies with the same keys, a restart does not
+//! invalidate outstanding tokens, and tokens are validated by their `kid`
+//! against every key that may still have signed a valid token. Tokens of
+//! configured external issuers (a real Entra ID tenant) are validated against
+//! their JWKS and mapped to graphbox tenants and users (`external` module).
 //!
 //! Authorization follows Graph's two models exactly:
 //! - **delegated** tokens (`scp`, space separated) act for the signed-in user
@@ -24,32 +28,51 @@
 //! ([`Operation::permissions`]); the least-privileged permission and the
 //! documented higher-privileged ones are accepted, nothing else.
 
+mod external;
+mod keys;
+
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use rsa::pkcs1::EncodeRsaPublicKey;
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use rsa::traits::PublicKeyParts;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use external::{IssuerState, KeyLookup};
+use keys::{KeyMaterial, KeySet};
 use store::{Mailbox, MetaStore};
+
+pub use external::{ExternalIssuer, UserMatch};
+pub use keys::{KeyState, SIGNING_KEY_CREATED_SETTING, slot_setting};
 
 /// The `aud` graphbox puts into the tokens it mints (Graph's resource URI).
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
 /// Graph's application id, the other audience Entra uses for Graph tokens.
 pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
-/// The meta-store setting that holds the PKCS#8 PEM signing key.
+/// The meta-store setting that holds the first (slot 0) PKCS#8 PEM signing
+/// key; rotated keys follow in `signing_key.{n}` ([`slot_setting`]).
 pub const SIGNING_KEY_SETTING: &str = "signing_key_pem";
-/// Allowed clock skew for `exp` / `nbf`, in seconds.
+/// Default allowed clock skew for `exp` / `nbf`, in seconds.
 pub const CLOCK_SKEW_SECS: u64 = 60;
+/// Largest configurable clock skew, in seconds.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
+/// Default lifetime of the access tokens the identity endpoints issue (Entra's).
+pub const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 3599;
+/// Shortest configurable access token lifetime, in seconds (5 minutes).
+pub const MIN_TOKEN_LIFETIME_SECS: i64 = 300;
+/// Longest configurable access token lifetime, in seconds (24 hours); also
+/// how long a retired signing key stays accepted (plus skew and refresh).
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 86_400;
+/// How often servers reload the signing key set, in seconds.
+pub const KEY_REFRESH_SECS: i64 = 60;
+/// Least time between key reloads caused by an unknown `kid`, in seconds.
+pub const UNKNOWN_KID_RELOAD_SECS: u64 = 10;
 
 /// Why an authority could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +80,12 @@ pub enum AuthorityError {
     /// The store failed to read or write the key.
     #[error("storing the signing key failed: {0}")]
     Store(#[from] store::StoreError),
-    /// The stored key is not a usable RSA key.
-    #[error("the signing key in setting '{SIGNING_KEY_SETTING}' is unusable: {0}")]
+    /// A stored key is not a usable RSA key.
+    #[error("a signing key in the store is unusable: {0}")]
     Key(String),
+    /// The settings are not usable (e.g. an external issuer's configuration).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What a token is for: the signed-in user (delegated) or the app itself.
@@ -107,7 +133,8 @@ pub struct TokenRequest {
 /// The claims graphbox issues and reads. Unknown claims are ignored on input.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Claims {
-    aud: String,
+    /// A string in the tokens graphbox mints; validation also reads arrays.
+    aud: serde_json::Value,
     iss: String,
     iat: i64,
     nbf: i64,
@@ -364,13 +391,78 @@ fn unauthenticated(issuer_base: &str, message: impl Into<String>) -> ApiError {
     )
 }
 
-/// The token authority: signs tokens, validates them, publishes the JWKS.
+/// Validation and key-management settings of an [`Authority`].
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Allowed clock skew for `exp` and `nbf` (default [`CLOCK_SKEW_SECS`]).
+    pub clock_skew: Duration,
+    /// The longest lifetime of a token this authority signs (default
+    /// [`MAX_TOKEN_LIFETIME_SECS`]): a retired key stays published and
+    /// accepted this long, plus the clock skew and `key_refresh`.
+    pub max_token_lifetime: Duration,
+    /// How often every instance reloads the key set (the server's
+    /// maintenance loop). A rotation activates its key twice this long after
+    /// creating it, so every instance publishes it before anyone signs with it.
+    pub key_refresh: Duration,
+    /// Least time between two reloads of the key set (or refetches of an
+    /// external JWKS) caused by tokens with an unknown `kid`.
+    pub unknown_kid_reload: std::time::Duration,
+    /// Trusted external issuers.
+    pub external: Vec<ExternalIssuer>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            clock_skew: Duration::seconds(CLOCK_SKEW_SECS as i64),
+            max_token_lifetime: Duration::seconds(MAX_TOKEN_LIFETIME_SECS),
+            key_refresh: Duration::seconds(KEY_REFRESH_SECS),
+            unknown_kid_reload: std::time::Duration::from_secs(UNKNOWN_KID_RELOAD_SECS),
+            external: Vec::new(),
+        }
+    }
+}
+
+impl AuthSettings {
+    /// How long a retired key stays published and accepted, in seconds.
+    fn retention(&self) -> i64 {
+        (self.max_token_lifetime + self.clock_skew + self.key_refresh).whole_seconds()
+    }
+
+    fn skew_secs(&self) -> i64 {
+        self.clock_skew.whole_seconds().max(0)
+    }
+}
+
+/// One signing key as `graphbox admin keys list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Rotation slot (0 is the deployment's first key).
+    pub slot: u32,
+    /// The key id (RFC 7638 thumbprint).
+    pub kid: String,
+    /// When the key was created.
+    pub created: OffsetDateTime,
+    /// When it became (or becomes) the signing key.
+    pub activates: OffsetDateTime,
+    /// Pending, current, previous or dropped.
+    pub state: KeyState,
+    /// When a retired key stops being published and accepted.
+    pub drop_after: Option<OffsetDateTime>,
+}
+
+/// The token authority: signs tokens with the current key of its key set,
+/// validates its own tokens by `kid` and those of configured external
+/// issuers, publishes the JWKS.
 pub struct Authority {
     issuer_base: String,
-    kid: String,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    public: RsaPublicKey,
+    settings: AuthSettings,
+    keys: std::sync::RwLock<Arc<KeySet>>,
+    /// The store the keys come from; `None` for an in-memory key.
+    store: Option<Arc<dyn MetaStore>>,
+    /// When a token with an unknown kid last made the key set reload.
+    unknown_kid: tokio::sync::Mutex<Option<std::time::Instant>>,
+    external: Vec<IssuerState>,
     /// Tokens whose signature and claims already checked out, by SHA-256 of
     /// the token, with their lifetime: a client sends the same token for an
     /// hour, and an RSA verification per request cost ~5% of the server's
@@ -392,15 +484,61 @@ impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authority")
             .field("issuer_base", &self.issuer_base)
-            .field("kid", &self.kid)
+            .field("kid", &self.kid())
             .finish_non_exhaustive()
     }
 }
 
+/// What the unverified payload says about where a token comes from.
+struct Peek {
+    iss: String,
+    tid: Option<String>,
+}
+
+enum Route {
+    Local,
+    External(usize),
+}
+
+/// The claims read from an external issuer's token.
+#[derive(Deserialize)]
+struct ExternalClaims {
+    iss: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    tid: Option<String>,
+    #[serde(default)]
+    oid: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    appid: Option<String>,
+    #[serde(default)]
+    scp: Option<String>,
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+    #[serde(default)]
+    upn: Option<String>,
+    #[serde(default)]
+    preferred_username: Option<String>,
+    #[serde(default)]
+    unique_name: Option<String>,
+}
+
+fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
 impl Authority {
-    /// Loads the signing key from the store, generating and storing a new
-    /// 2048-bit RSA key first if there is none. Concurrent first starts agree
-    /// on one key: `put_setting_if_absent` returns the value that won.
+    /// Loads the key set from the store, generating and storing a first
+    /// 2048-bit RSA key if there is none. Concurrent first starts agree on
+    /// one key: `put_setting_if_absent` returns the value that won. The
+    /// authority keeps no handle on the store (no reloads); servers use
+    /// [`Authority::open`].
     ///
     /// `issuer_base` is the authority URL without the tenant, e.g.
     /// `https://127.0.0.1:8443` (tokens then carry `iss` =
@@ -409,43 +547,81 @@ impl Authority {
         meta: &dyn MetaStore,
         issuer_base: impl Into<String>,
     ) -> Result<Authority, AuthorityError> {
-        let pem = match meta.get_setting(SIGNING_KEY_SETTING).await? {
-            Some(pem) => pem,
-            None => {
-                let fresh = tokio::task::spawn_blocking(generate_key_pem)
-                    .await
-                    .map_err(|e| AuthorityError::Key(e.to_string()))??;
-                meta.put_setting_if_absent(SIGNING_KEY_SETTING, &fresh)
-                    .await?
-            }
-        };
-        Authority::from_pem(&pem, issuer_base)
+        let settings = AuthSettings::default();
+        let keys = KeySet::default()
+            .reload(meta, unix_now(), settings.retention())
+            .await?;
+        Ok(Authority::with_keys(keys, issuer_base, None))
     }
 
-    /// Builds an authority from a PKCS#8 PEM RSA private key.
+    /// Like [`Authority::load_or_create`], keeping `meta` to reload the key
+    /// set ([`Authority::refresh`], and on tokens with an unknown `kid`) and
+    /// to rotate keys, with `settings` (validated: external issuers with a
+    /// bad configuration are refused).
+    pub async fn open(
+        meta: Arc<dyn MetaStore>,
+        issuer_base: impl Into<String>,
+        settings: AuthSettings,
+    ) -> Result<Authority, AuthorityError> {
+        let keys = KeySet::default()
+            .reload(meta.as_ref(), unix_now(), settings.retention())
+            .await?;
+        Authority::with_keys(keys, issuer_base, Some(meta)).with_settings(settings)
+    }
+
+    /// Builds an authority from one PKCS#8 PEM RSA private key, in memory.
     pub fn from_pem(
         pem: &str,
         issuer_base: impl Into<String>,
     ) -> Result<Authority, AuthorityError> {
-        let private =
-            RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| AuthorityError::Key(e.to_string()))?;
-        let public = RsaPublicKey::from(&private);
-        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|e| AuthorityError::Key(e.to_string()))?;
-        let public_pem = public
-            .to_pkcs1_pem(LineEnding::LF)
-            .map_err(|e| AuthorityError::Key(e.to_string()))?;
-        let decoding = DecodingKey::from_rsa_pem(public_pem.as_bytes())
-            .map_err(|e| AuthorityError::Key(e.to_string()))?;
-        let kid = thumbprint(&public);
-        Ok(Authority {
+        let material = KeyMaterial::from_pem(pem)?;
+        Ok(Authority::with_keys(
+            KeySet::single(material, unix_now()),
+            issuer_base,
+            None,
+        ))
+    }
+
+    fn with_keys(
+        keys: KeySet,
+        issuer_base: impl Into<String>,
+        store: Option<Arc<dyn MetaStore>>,
+    ) -> Authority {
+        Authority {
             issuer_base: issuer_base.into().trim_end_matches('/').to_owned(),
-            kid,
-            encoding,
-            decoding,
-            public,
+            settings: AuthSettings::default(),
+            keys: std::sync::RwLock::new(Arc::new(keys)),
+            store,
+            unknown_kid: tokio::sync::Mutex::new(None),
+            external: Vec::new(),
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
-        })
+        }
+    }
+
+    /// Replaces the settings (clock skew, key lifetimes, external issuers).
+    pub fn with_settings(mut self, settings: AuthSettings) -> Result<Authority, AuthorityError> {
+        let mut external = Vec::new();
+        for cfg in &settings.external {
+            let issuer = cfg.issuer.clone();
+            external.push(
+                IssuerState::new(cfg.clone()).map_err(|e| {
+                    AuthorityError::Config(format!("external issuer {issuer:?}: {e}"))
+                })?,
+            );
+        }
+        if settings.clock_skew.is_negative() || settings.max_token_lifetime.is_negative() {
+            return Err(AuthorityError::Config(
+                "the clock skew and token lifetime cannot be negative".into(),
+            ));
+        }
+        self.external = external;
+        self.settings = settings;
+        Ok(self)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
     }
 
     /// The issuer base URL (no trailing slash).
@@ -458,32 +634,118 @@ impl Authority {
         format!("{}/{}/v2.0", self.issuer_base, tenant.as_hyphenated())
     }
 
-    /// The key id (`kid`): the RFC 7638 JWK thumbprint of the public key.
-    pub fn kid(&self) -> &str {
-        &self.kid
+    fn key_set(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The JSON Web Key Set with the signing key, as an OIDC `jwks_uri` serves it.
+    fn signing_key(&self) -> Arc<KeyMaterial> {
+        self.key_set().signing(unix_now())
+    }
+
+    /// The key id (`kid`) of the current signing key: the RFC 7638 JWK
+    /// thumbprint of its public key.
+    pub fn kid(&self) -> String {
+        self.signing_key().kid.clone()
+    }
+
+    /// The JSON Web Key Set as an OIDC `jwks_uri` serves it: every key that
+    /// signs or may have signed a still-valid token (newest first), and a
+    /// pending key about to sign.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keys": [{
-                "kty": "RSA",
-                "use": "sig",
-                "alg": "RS256",
-                "kid": self.kid,
-                "n": URL_SAFE_NO_PAD.encode(self.public.n().to_bytes_be()),
-                "e": URL_SAFE_NO_PAD.encode(self.public.e().to_bytes_be()),
-            }]
-        })
+        let keys: Vec<serde_json::Value> = self
+            .key_set()
+            .published(unix_now(), self.settings.retention())
+            .iter()
+            .map(|k| k.jwk())
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 
-    /// Signs an access token for `req`.
+    /// Every key of the set with its state (dropped keys included).
+    pub fn keys(&self) -> Vec<KeyInfo> {
+        let set = self.key_set();
+        let now = unix_now();
+        let retention = self.settings.retention();
+        let at =
+            |t: i64| OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        (0..set.entries.len())
+            .map(|i| {
+                let e = &set.entries[i];
+                KeyInfo {
+                    slot: e.slot,
+                    kid: e.kid.clone(),
+                    created: at(e.created),
+                    // Slot 0 signs from its creation (its `activates` is 0).
+                    activates: at(e.activates.max(e.created)),
+                    state: set.state(i, now, retention),
+                    drop_after: set.drop_after(i, now, retention).map(at),
+                }
+            })
+            .collect()
+    }
+
+    /// Reloads the key set from the store (new rotations, dropped keys).
+    /// Every instance of a deployment does this every `key_refresh`.
+    pub async fn refresh(&self) -> Result<(), AuthorityError> {
+        let Some(meta) = &self.store else {
+            return Ok(());
+        };
+        let current = self.key_set();
+        let next = current
+            .reload(meta.as_ref(), unix_now(), self.settings.retention())
+            .await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// Adds a new signing key to the store. It is published at once and
+    /// signs from `activate_in` on (never before a newer pending key); the
+    /// key it replaces stays accepted until its tokens have expired.
+    pub async fn rotate(&self, activate_in: Duration) -> Result<KeyInfo, AuthorityError> {
+        let Some(meta) = &self.store else {
+            return Err(AuthorityError::Config(
+                "this authority has no store to keep a new key in".into(),
+            ));
+        };
+        let (set, slot) = self
+            .key_set()
+            .rotate(
+                meta.as_ref(),
+                unix_now(),
+                activate_in.whole_seconds(),
+                self.settings.retention(),
+            )
+            .await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        self.keys()
+            .into_iter()
+            .find(|k| k.slot == slot)
+            .ok_or_else(|| AuthorityError::Key(format!("the new key of slot {slot} vanished")))
+    }
+
+    /// Rotates when the newest key is `every` old or older (activating the
+    /// new key after twice `key_refresh`); `None` when no rotation was due.
+    pub async fn rotate_if_due(&self, every: Duration) -> Result<Option<KeyInfo>, AuthorityError> {
+        self.refresh().await?;
+        let newest = self
+            .key_set()
+            .entries
+            .last()
+            .map(|e| e.created)
+            .unwrap_or(0);
+        if unix_now() < newest.saturating_add(every.whole_seconds()) {
+            return Ok(None);
+        }
+        self.rotate(self.settings.key_refresh * 2).await.map(Some)
+    }
+
+    /// Signs an access token for `req` with the current key.
     pub fn mint(&self, req: &TokenRequest) -> String {
         let iat = req.issued_at.unwrap_or_else(OffsetDateTime::now_utc);
         let exp = iat + req.lifetime;
         let app = req.app_id.as_hyphenated().to_string();
         let mut claims = Claims {
-            aud: GRAPH_AUDIENCE.to_owned(),
+            aud: GRAPH_AUDIENCE.into(),
             iss: self.issuer_for(req.tenant_id),
             iat: iat.unix_timestamp(),
             nbf: iat.unix_timestamp(),
@@ -518,17 +780,14 @@ impl Authority {
                 claims.idtyp = Some("app".to_owned());
             }
         }
+        let key = self.signing_key();
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &key.encoding)
             .expect("RS256 signing with a valid RSA key cannot fail")
     }
 
-    /// Validates the `Authorization: Bearer …` header into a [`Principal`];
-    /// 401 `InvalidAuthenticationToken` (with a `WWW-Authenticate` challenge)
-    /// when it is missing, malformed, badly signed, expired, not yet valid,
-    /// or meant for another audience or issuer.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    fn bearer<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, ApiError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(unauthenticated(&self.issuer_base, "Access token is empty."));
         };
@@ -547,27 +806,45 @@ impl Authority {
         if token.is_empty() {
             return Err(unauthenticated(&self.issuer_base, "Access token is empty."));
         }
-        self.validate(token)
+        Ok(token)
     }
 
-    /// Validates a raw JWT (see [`Authority::authenticate`]).
-    pub fn validate(&self, token: &str) -> Result<Principal, ApiError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let cached = self
+    /// Validates the `Authorization: Bearer …` header into a [`Principal`]
+    /// with the keys in memory (see [`Authority::validate`]); 401
+    /// `InvalidAuthenticationToken` (with a `WWW-Authenticate` challenge)
+    /// when it is missing, malformed, badly signed, expired, not yet valid,
+    /// or meant for another audience or issuer.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        self.validate(self.bearer(headers)?)
+    }
+
+    /// [`Authority::authenticate`] for requests: also reloads the key set
+    /// for an unknown `kid` and accepts tokens of external issuers.
+    pub async fn authenticate_async(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        self.validate_async(self.bearer(headers)?).await
+    }
+
+    fn fail(&self, m: &str) -> ApiError {
+        unauthenticated(
+            &self.issuer_base,
+            format!("Access token validation failure. {m}"),
+        )
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
+        let v = self
             .verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(v) = cached {
-            let skew = CLOCK_SKEW_SECS as i64;
-            if now <= v.exp + skew && now + skew >= v.nbf {
-                return Ok(v.principal);
-            }
-            // Outside its lifetime: the full check below gives the error.
-        }
-        let (principal, nbf, exp) = self.validate_uncached(token)?;
+            .get(key)
+            .cloned()?;
+        let now = unix_now();
+        let skew = self.settings.skew_secs();
+        // Outside its lifetime: the full check gives the error.
+        (now <= v.exp + skew && now + skew >= v.nbf).then_some(v.principal)
+    }
+
+    fn remember(&self, key: [u8; 32], principal: &Principal, nbf: i64, exp: i64) {
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERIFIED_TOKENS_MAX {
             cache.clear();
@@ -580,49 +857,172 @@ impl Authority {
                 exp,
             },
         );
+    }
+
+    /// Validates a raw JWT of this authority with the keys in memory (no
+    /// store reload, no external issuers: [`Authority::validate_async`]
+    /// does both).
+    pub fn validate(&self, token: &str) -> Result<Principal, ApiError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(p) = self.cached(&key) {
+            return Ok(p);
+        }
+        let (header, peek) = self.inspect(token)?;
+        let (principal, nbf, exp) = match self.route(&peek)? {
+            Route::Local => self.validate_local(token, &header)?,
+            Route::External(_) => {
+                return Err(self.fail(
+                    "Tokens of external issuers are validated on requests only (Authority::validate_async).",
+                ));
+            }
+        };
+        self.remember(key, &principal, nbf, exp);
         Ok(principal)
     }
 
-    fn validate_uncached(&self, token: &str) -> Result<(Principal, i64, i64), ApiError> {
-        let fail = |m: &str| {
-            unauthenticated(
-                &self.issuer_base,
-                format!("Access token validation failure. {m}"),
-            )
+    /// Validates a raw JWT of this authority (reloading the key set once
+    /// for an unknown `kid`, at most every `unknown_kid_reload`) or of a
+    /// configured external issuer (fetching its JWKS as needed).
+    pub async fn validate_async(&self, token: &str) -> Result<Principal, ApiError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(p) = self.cached(&key) {
+            return Ok(p);
+        }
+        let (header, peek) = self.inspect(token)?;
+        let (principal, nbf, exp) = match self.route(&peek)? {
+            Route::Local => {
+                let kid = header.kid.as_deref().unwrap_or_default();
+                let known = self
+                    .key_set()
+                    .find(kid, unix_now(), self.settings.retention())
+                    .is_some();
+                if !known {
+                    self.reload_for_unknown_kid().await;
+                }
+                self.validate_local(token, &header)?
+            }
+            Route::External(i) => {
+                self.validate_external(&self.external[i], token, &header)
+                    .await?
+            }
         };
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| fail("The token is not a well-formed JWT."))?;
+        self.remember(key, &principal, nbf, exp);
+        Ok(principal)
+    }
+
+    async fn reload_for_unknown_kid(&self) {
+        if self.store.is_none() {
+            return;
+        }
+        let mut last = self.unknown_kid.lock().await;
+        if last.is_some_and(|t| t.elapsed() < self.settings.unknown_kid_reload) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "reloading the signing keys failed");
+        }
+    }
+
+    /// The header (RS256 only) and the unverified issuer of a token.
+    fn inspect(&self, token: &str) -> Result<(Header, Peek), ApiError> {
+        let malformed = || self.fail("The token is not a well-formed JWT.");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            // A readable header with an algorithm jsonwebtoken does not even
+            // know (`none`): say so rather than "malformed".
+            let alg = token
+                .split('.')
+                .next()
+                .and_then(|h| URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(str::to_owned));
+            match alg {
+                Some(a) => self.fail(&format!(
+                    "The token must be signed with RS256 (alg '{a}' is not accepted)."
+                )),
+                None => malformed(),
+            }
+        })?;
         if header.alg != Algorithm::RS256 {
-            return Err(fail("The token must be signed with RS256."));
+            return Err(self.fail(&format!(
+                "The token must be signed with RS256 (alg '{:?}' is not accepted).",
+                header.alg
+            )));
         }
-        if header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err(fail("The token is signed with an unknown key (kid)."));
+        let payload = token.split('.').nth(1).ok_or_else(malformed)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| malformed())?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+        let iss = v
+            .get("iss")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| self.fail("The 'iss' claim is missing."))?
+            .to_owned();
+        let tid = v.get("tid").and_then(|s| s.as_str()).map(str::to_owned);
+        Ok((header, Peek { iss, tid }))
+    }
+
+    fn route(&self, peek: &Peek) -> Result<Route, ApiError> {
+        if peek
+            .iss
+            .strip_prefix(&self.issuer_base)
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return Ok(Route::Local);
         }
+        self.external
+            .iter()
+            .position(|e| e.cfg.matches(&peek.iss, peek.tid.as_deref()))
+            .map(Route::External)
+            .ok_or_else(|| self.fail("Invalid issuer."))
+    }
+
+    fn jwt_error(&self, e: &jsonwebtoken::errors::Error) -> ApiError {
+        match e.kind() {
+            ErrorKind::ExpiredSignature => unauthenticated(
+                &self.issuer_base,
+                "Lifetime validation failed, the token is expired.",
+            ),
+            ErrorKind::ImmatureSignature => unauthenticated(
+                &self.issuer_base,
+                "Lifetime validation failed, the token is not yet valid (nbf).",
+            ),
+            ErrorKind::InvalidAudience => self.fail("Invalid audience."),
+            ErrorKind::InvalidSignature => self.fail("Invalid signature."),
+            ErrorKind::MissingRequiredClaim(c) => {
+                self.fail(&format!("The '{c}' claim is missing."))
+            }
+            ErrorKind::Json(e) => self.fail(&format!("The token's claims are not valid: {e}.")),
+            _ => self.fail("The token could not be decoded."),
+        }
+    }
+
+    fn validation(&self, audiences: &[impl ToString]) -> Validation {
         let mut v = Validation::new(Algorithm::RS256);
-        v.leeway = CLOCK_SKEW_SECS;
+        v.leeway = self.settings.skew_secs() as u64;
         v.validate_nbf = true;
         v.validate_exp = true;
-        v.set_audience(&[GRAPH_AUDIENCE, "https://graph.microsoft.com/", GRAPH_APP_ID]);
+        v.set_audience(audiences);
+        v
+    }
+
+    fn validate_local(
+        &self,
+        token: &str,
+        header: &Header,
+    ) -> Result<(Principal, i64, i64), ApiError> {
+        let fail = |m: &str| self.fail(m);
+        let kid = header.kid.as_deref().unwrap_or_default();
+        let key = self
+            .key_set()
+            .find(kid, unix_now(), self.settings.retention())
+            .ok_or_else(|| fail("The token is signed with an unknown key (kid)."))?;
+        let mut v =
+            self.validation(&[GRAPH_AUDIENCE, "https://graph.microsoft.com/", GRAPH_APP_ID]);
         v.set_required_spec_claims(&["exp", "nbf", "aud", "iss"]);
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => unauthenticated(
-                        &self.issuer_base,
-                        "Lifetime validation failed, the token is expired.",
-                    ),
-                    ErrorKind::ImmatureSignature => unauthenticated(
-                        &self.issuer_base,
-                        "Lifetime validation failed, the token is not yet valid (nbf).",
-                    ),
-                    ErrorKind::InvalidAudience => fail("Invalid audience."),
-                    ErrorKind::InvalidSignature => fail("Invalid signature."),
-                    ErrorKind::MissingRequiredClaim(c) => {
-                        fail(&format!("The '{c}' claim is missing."))
-                    }
-                    _ => fail("The token could not be decoded."),
-                }
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v)
+            .map_err(|e| self.jwt_error(&e))?;
         let c = data.claims;
         let tenant_id =
             Uuid::parse_str(&c.tid).map_err(|_| fail("The 'tid' claim is not a GUID."))?;
@@ -644,47 +1044,162 @@ impl Authority {
                 .azp
                 .or(c.appid)
                 .ok_or_else(|| fail("Application tokens need an 'azp' or 'appid' claim."))?;
-            let mut seen = HashSet::new();
-            let roles = c
-                .roles
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| seen.insert(r.clone()))
-                .collect();
-            PrincipalKind::Application { app_id, roles }
+            PrincipalKind::Application {
+                app_id,
+                roles: dedup(c.roles.unwrap_or_default()),
+            }
         };
         Ok((Principal { tenant_id, kind }, c.nbf, c.exp))
     }
+
+    async fn validate_external(
+        &self,
+        issuer: &IssuerState,
+        token: &str,
+        header: &Header,
+    ) -> Result<(Principal, i64, i64), ApiError> {
+        let cfg = &issuer.cfg;
+        let name = &cfg.issuer;
+        let kid = header
+            .kid
+            .as_deref()
+            .ok_or_else(|| self.fail("The token has no key id (kid)."))?;
+        let (lookup, removed) = issuer.key(kid, self.settings.unknown_kid_reload).await;
+        if removed {
+            // The issuer withdrew keys: forget what they verified.
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+        let key = match lookup {
+            KeyLookup::Found(k) => k,
+            KeyLookup::Unknown => {
+                return Err(self.fail(&format!(
+                    "The token is signed with an unknown key (kid) of issuer '{name}'."
+                )));
+            }
+            KeyLookup::Unavailable(e) => {
+                return Err(self.fail(&format!(
+                    "The signing keys of issuer '{name}' could not be fetched ({e})."
+                )));
+            }
+        };
+        let mut v = self.validation(&cfg.audiences);
+        v.set_required_spec_claims(&["exp", "aud", "iss"]);
+        let data = jsonwebtoken::decode::<ExternalClaims>(token, &key, &v)
+            .map_err(|e| self.jwt_error(&e))?;
+        let c = data.claims;
+        let tid = c
+            .tid
+            .as_deref()
+            .ok_or_else(|| self.fail("The 'tid' claim is missing."))?;
+        if !cfg.matches(&c.iss, Some(tid)) {
+            return Err(self.fail("Invalid issuer."));
+        }
+        let tenant_id = cfg.tenant(tid).ok_or_else(|| {
+            self.fail(&format!(
+                "The tenant '{tid}' of issuer '{name}' is not mapped to a graphbox tenant."
+            ))
+        })?;
+        let kind = match c.scp {
+            Some(scp) => {
+                let user_id = self
+                    .external_user(
+                        cfg,
+                        tenant_id,
+                        c.oid,
+                        c.upn.or(c.preferred_username).or(c.unique_name),
+                    )
+                    .await?;
+                let scopes = scp.split_whitespace().map(str::to_owned).collect();
+                PrincipalKind::Delegated {
+                    user_id,
+                    scopes: ExternalIssuer::map_names(cfg.scope_map.as_ref(), scopes),
+                }
+            }
+            None => {
+                let app_id = c.azp.or(c.appid).ok_or_else(|| {
+                    self.fail("Application tokens need an 'azp' or 'appid' claim.")
+                })?;
+                let roles = dedup(c.roles.unwrap_or_default());
+                PrincipalKind::Application {
+                    app_id,
+                    roles: ExternalIssuer::map_names(cfg.role_map.as_ref(), roles),
+                }
+            }
+        };
+        let nbf = c.nbf.or(c.iat).unwrap_or(i64::MIN);
+        Ok((Principal { tenant_id, kind }, nbf, c.exp))
+    }
+
+    /// The graphbox user a delegated external token acts for.
+    async fn external_user(
+        &self,
+        cfg: &ExternalIssuer,
+        tenant_id: Uuid,
+        oid: Option<String>,
+        upn: Option<String>,
+    ) -> Result<Uuid, ApiError> {
+        let Some(meta) = &self.store else {
+            return Err(self.fail("This server cannot map external users (no directory)."));
+        };
+        let (key, what) = match cfg.user_match {
+            UserMatch::Upn => (
+                upn.ok_or_else(|| {
+                    self.fail("Delegated tokens need a 'upn' or 'preferred_username' claim.")
+                })?,
+                "user principal name",
+            ),
+            UserMatch::Oid => {
+                let oid = oid.ok_or_else(|| self.fail("Delegated tokens need an 'oid' claim."))?;
+                Uuid::parse_str(&oid).map_err(|_| self.fail("The 'oid' claim is not a GUID."))?;
+                (oid, "object id")
+            }
+        };
+        match meta.find_user(Some(tenant_id), &key).await {
+            Ok(u) if u.tenant_id == tenant_id => Ok(u.id),
+            Ok(_) | Err(store::StoreError::NotFound { .. }) => Err(self.fail(&format!(
+                "No graphbox user has the {what} '{key}' in the tenant mapped from issuer '{}'.",
+                cfg.issuer
+            ))),
+            Err(e) => {
+                tracing::error!(error = %e, "looking up the user of an external token failed");
+                Err(ApiError::internal("looking up the token's user failed"))
+            }
+        }
+    }
+
+    /// Signs arbitrary claims as an RS256 JWT with the current signing key
+    /// (`kid` header), e.g. an OpenID Connect ID token.
+    pub fn sign_json(&self, claims: &serde_json::Value) -> String {
+        let key = self.signing_key();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .expect("RS256 signing with a valid RSA key cannot fail")
+    }
 }
 
-fn generate_key_pem() -> Result<String, AuthorityError> {
-    let mut rng = rand::rngs::OsRng;
-    let key = RsaPrivateKey::new(&mut rng, 2048).map_err(|e| AuthorityError::Key(e.to_string()))?;
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| AuthorityError::Key(e.to_string()))?;
-    Ok(pem.to_string())
+fn dedup(names: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    names
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect()
 }
 
 /// Generates a fresh PKCS#8 PEM RSA-2048 signing key (what
 /// [`Authority::load_or_create`] stores on first start).
 pub fn generate_signing_key_pem() -> Result<String, AuthorityError> {
-    generate_key_pem()
-}
-
-/// RFC 7638 thumbprint: SHA-256 over the canonical JWK members, base64url.
-fn thumbprint(key: &RsaPublicKey) -> String {
-    let canonical = format!(
-        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-        URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
-        URL_SAFE_NO_PAD.encode(key.n().to_bytes_be())
-    );
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    keys::generate_key_pem()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{DecodingKey, EncodingKey};
+    use keys::generate_key_pem;
     use std::sync::OnceLock;
 
     fn pem() -> &'static str {
@@ -794,7 +1309,7 @@ mod tests {
         let req = app_req(&["MailboxItem.Read.All"]);
         let t = a.mint(&req);
         let h = jsonwebtoken::decode_header(&t).unwrap();
-        assert_eq!(h.kid.as_deref(), Some(a.kid()));
+        assert_eq!(h.kid, Some(a.kid()));
         let payload = t.split('.').nth(1).unwrap();
         let c: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
@@ -886,7 +1401,7 @@ mod tests {
         });
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some(a.kid().to_owned());
-        let t = jsonwebtoken::encode(&h, &claims, &a.encoding).unwrap();
+        let t = jsonwebtoken::encode(&h, &claims, &a.signing_key().encoding).unwrap();
         let e = a.validate(&t).unwrap_err();
         assert!(e.message.contains("audience"), "{}", e.message);
 
@@ -894,7 +1409,7 @@ mod tests {
         let mut ok = claims.clone();
         ok["aud"] = GRAPH_APP_ID.into();
         assert!(
-            a.validate(&jsonwebtoken::encode(&h, &ok, &a.encoding).unwrap())
+            a.validate(&jsonwebtoken::encode(&h, &ok, &a.signing_key().encoding).unwrap())
                 .is_ok()
         );
 

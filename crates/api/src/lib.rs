@@ -19,7 +19,7 @@
 //! - [`routes`]: the handlers.
 //!
 //! The crate holds no SQL and no storage state: everything persistent is in
-//! the [`store::MetaStore`] (signing key, delta MAC key, mailboxes), so any
+//! the [`store::MetaStore`] (signing keys, delta MAC key, mailboxes), so any
 //! number of instances can serve the same data.
 //!
 //! ```no_run
@@ -48,7 +48,9 @@ use std::sync::Arc;
 
 use axum::Router;
 
-pub use auth::{Authority, Grant, Operation, Principal, PrincipalKind, TokenRequest, TokenUser};
+pub use auth::{
+    AuthSettings, Authority, Grant, Operation, Principal, PrincipalKind, TokenRequest, TokenUser,
+};
 pub use body::GraphJson;
 pub use delta::DeltaCodec;
 pub use error::ApiError;
@@ -102,7 +104,8 @@ impl AppState {
         public_base_url: impl Into<String>,
         issuer_base: impl Into<String>,
     ) -> Result<AppState, StateError> {
-        let authority = Authority::load_or_create(meta.as_ref(), issuer_base).await?;
+        let authority =
+            Authority::open(meta.clone(), issuer_base, auth::AuthSettings::default()).await?;
         let delta = DeltaCodec::load_or_create(meta.as_ref()).await?;
         let public_base_url = public_base_url.into().trim_end_matches('/').to_owned();
         let exim = exim::Exim::load_or_create(
@@ -118,6 +121,16 @@ impl AppState {
             blobs: Arc::new(store::BlobStore::memory()),
             exim: Arc::new(exim),
         })
+    }
+
+    /// An item's content: from the meta store when it is kept there (small
+    /// imported items), else from the blob store (hash-checked).
+    pub async fn content(&self, blob: &store::BlobRef) -> store::Result<bytes::Bytes> {
+        let hash = [blob.hash.clone()];
+        if let Some(data) = self.meta.inline_content(&hash).await?.remove(&blob.hash) {
+            return Ok(data);
+        }
+        self.blobs.get(&blob.hash).await
     }
 
     /// Uses `blobs` for item content (the server's durable blob store).

@@ -66,7 +66,7 @@ async fn handle(state: &AppState, req: Request) -> Result<Response, ApiError> {
             .await;
     }
     let (version, rest) = split_version(&raw_path)?;
-    let principal = state.authority.authenticate(req.headers())?;
+    let principal = state.authority.authenticate_async(req.headers()).await?;
     let resource = parse_resource(rest)?;
     let method = req.method().clone();
     let allowed = allowed_methods(&resource);
@@ -585,7 +585,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         for item in items.iter_mut() {
-            let bytes = self.state.blobs.get(&item.blob.hash).await?;
+            let bytes = self.state.content(&item.blob).await?;
             let decoded = fts::decode(&bytes).map_err(|e| {
                 ApiError::internal(format!(
                     "stored content of item {} is unreadable: {e}",

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 use store::{MailboxId, MailboxKind, MetaStore};
 
-use crate::cli::{AdminCmd, Global, ItemCmd, MailboxCmd, SeedArgs, TenantCmd, UserCmd};
+use crate::cli::{AdminCmd, Global, ItemCmd, KeysCmd, MailboxCmd, SeedArgs, TenantCmd, UserCmd};
 use crate::config::{self, Stores};
 
 pub async fn run(global: Global, cmd: AdminCmd) -> anyhow::Result<()> {
@@ -21,6 +21,7 @@ pub async fn run(global: Global, cmd: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::User(c) => user(&global, &stores, c).await,
         AdminCmd::App(c) => crate::identity_cmd::app(&global, stores.meta.as_ref(), c).await,
         AdminCmd::Consent(c) => crate::identity_cmd::consent(&global, c).await,
+        AdminCmd::Keys(c) => keys(&stores, c).await,
         AdminCmd::Mailbox(c) => mailbox(&stores, c).await,
         AdminCmd::Seed(args) => seed(&stores, args).await,
         AdminCmd::Check => crate::check::run(&stores).await,
@@ -66,6 +67,89 @@ async fn tenant(stores: &Stores, cmd: TenantCmd) -> anyhow::Result<()> {
                 json,
                 json!(all.iter().map(tenant_json).collect::<Vec<_>>()),
                 text,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn key_json(k: &api::auth::KeyInfo) -> serde_json::Value {
+    json!({
+        "slot": k.slot,
+        "kid": k.kid,
+        "created": rfc3339(k.created),
+        "activates": rfc3339(k.activates),
+        "state": k.state.as_str(),
+        "dropAfter": k.drop_after.map(rfc3339),
+    })
+}
+
+/// `admin keys list|rotate`: the token signing keys in the store (the same
+/// key set every server instance loads; running servers pick up a rotation
+/// within a minute).
+async fn keys(stores: &Stores, cmd: KeysCmd) -> anyhow::Result<()> {
+    let issuer = stores
+        .meta
+        .get_setting(crate::serve::ISSUER_SETTING)
+        .await?
+        .unwrap_or_default();
+    let authority = api::Authority::open(stores.meta.clone(), issuer, api::AuthSettings::default())
+        .await
+        .context("cannot load the token signing keys")?;
+    match cmd {
+        KeysCmd::List { json } => {
+            let all = authority.keys();
+            let text = all
+                .iter()
+                .map(|k| {
+                    let until = k
+                        .drop_after
+                        .map(|t| format!("  accepted until {}", rfc3339(t)))
+                        .unwrap_or_default();
+                    format!(
+                        "{}  {:<8}  {}  created {}  signs from {}{until}",
+                        k.slot,
+                        k.state.as_str(),
+                        k.kid,
+                        rfc3339(k.created),
+                        rfc3339(k.activates)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(
+                json,
+                json!(all.iter().map(key_json).collect::<Vec<_>>()),
+                text,
+            );
+        }
+        KeysCmd::Rotate {
+            activate_in_secs,
+            json,
+        } => {
+            if !(0..=86_400).contains(&activate_in_secs) {
+                anyhow::bail!(
+                    "--activate-in-secs must be between 0 and 86400, not {activate_in_secs}"
+                );
+            }
+            let k = authority
+                .rotate(time::Duration::seconds(activate_in_secs))
+                .await
+                .context("cannot rotate the token signing key")?;
+            print(
+                json,
+                key_json(&k),
+                format!(
+                    "new signing key {} (slot {}), published now, signs from {}",
+                    k.kid,
+                    k.slot,
+                    rfc3339(k.activates)
+                ),
             );
         }
     }
@@ -164,6 +248,15 @@ async fn user(global: &Global, stores: &Stores, cmd: UserCmd) -> anyhow::Result<
                 json,
                 json!({"id": u.id, "passwordSet": true}),
                 format!("password set for {}", u.upn),
+            );
+        }
+        UserCmd::RevokeSessions { user, json } => {
+            let u = find_user(meta, None, &user).await?;
+            let apps = crate::identity_cmd::revoke_sessions(global, u.tenant_id, u.id).await?;
+            print(
+                json,
+                json!({"id": u.id, "sessionsRevoked": true, "apps": apps}),
+                format!("revoked the sign-in sessions of {} ({apps} apps)", u.upn),
             );
         }
         UserCmd::SetAdmin { user, off, json } => {

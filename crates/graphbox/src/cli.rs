@@ -82,6 +82,13 @@ pub struct ServeArgs {
     /// Largest item accepted by import, in bytes of FTS data (larger → 413).
     #[arg(long, env = "GRAPHBOX_MAX_IMPORT_BYTES", default_value_t = 150 * 1024 * 1024)]
     pub max_import_bytes: u64,
+    /// Imported items up to this many bytes of FTS are kept in the metadata
+    /// store with the item (one transaction, no blob-store write); larger
+    /// ones go to the blob store. 0 keeps every item in the blob store; at
+    /// most 1048576.
+    #[arg(long, env = "GRAPHBOX_INLINE_MAX_BYTES", default_value_t = store::blob::DEFAULT_INLINE_MAX,
+          value_parser = clap::value_parser!(u64).range(0..=1024 * 1024))]
+    pub inline_max_bytes: u64,
     /// Base URL of import URLs, when imports reach this server at another
     /// address than the Graph API (default: the public URL).
     #[arg(long, env = "GRAPHBOX_IMPORT_URL")]
@@ -90,6 +97,18 @@ pub struct ServeArgs {
     /// deletes still trigger it).
     #[arg(long, env = "GRAPHBOX_COLLECT_SECS", default_value_t = 300)]
     pub collect_secs: u64,
+    /// Lifetime of the access tokens the identity endpoints issue, in seconds
+    /// (300 to 86400; default 3599, as Entra ID).
+    #[arg(long, env = "GRAPHBOX_ACCESS_TOKEN_LIFETIME_SECS", value_name = "SECS")]
+    pub access_token_lifetime_secs: Option<i64>,
+    /// Clock skew tolerated when checking a token's exp and nbf, in seconds
+    /// (0 to 600; default 60).
+    #[arg(long, env = "GRAPHBOX_CLOCK_SKEW_SECS", value_name = "SECS")]
+    pub clock_skew_secs: Option<u64>,
+    /// Rotate the token signing key when the newest key is this many days
+    /// old, checked at start and every minute (0 disables; default 30).
+    #[arg(long, env = "GRAPHBOX_KEY_ROTATION_DAYS", value_name = "DAYS")]
+    pub key_rotation_days: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -109,8 +128,10 @@ pub struct TokenArgs {
     /// Application roles, separated by spaces or commas.
     #[arg(long, default_value = "")]
     pub roles: String,
-    /// Lifetime in seconds (negative values mint an already expired token, for tests).
-    #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
+    /// Lifetime in seconds, at most 86400 (a retired signing key is kept
+    /// that long); negative values mint an already expired token, for tests.
+    #[arg(long, default_value_t = 3600, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i64).range(..=api::auth::MAX_TOKEN_LIFETIME_SECS))]
     pub lifetime: i64,
     /// Print the token's claims as JSON instead of the token.
     #[arg(long)]
@@ -133,6 +154,9 @@ pub enum AdminCmd {
     /// Admin consent for an app's permissions.
     #[command(subcommand)]
     Consent(crate::identity_cmd::ConsentCmd),
+    /// Token signing keys: list them, rotate.
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
@@ -145,6 +169,27 @@ pub enum AdminCmd {
     /// Items.
     #[command(subcommand)]
     Item(ItemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Every signing key with its state (pending, current, previous, dropped).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new signing key. It is published in the JWKS at once and signs
+    /// from --activate-in-secs on; the key it replaces stays accepted until
+    /// the tokens it signed have expired. Running servers pick it up within
+    /// a minute.
+    Rotate {
+        /// Seconds until the new key signs (0 to 86400; the default lets
+        /// every running instance load and publish it first).
+        #[arg(long, default_value_t = 2 * api::auth::KEY_REFRESH_SECS)]
+        activate_in_secs: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,6 +251,15 @@ pub enum UserCmd {
         user: String,
         #[arg(long)]
         off: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a user's sign-in sessions: every refresh token the user holds
+    /// stops working (access tokens run out within their lifetime).
+    RevokeSessions {
+        /// User id or userPrincipalName.
+        #[arg(long)]
+        user: String,
         #[arg(long)]
         json: bool,
     },

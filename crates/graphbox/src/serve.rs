@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use store::MetaStore;
@@ -86,6 +87,56 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
+/// The token authority of this server: the key set from the store (rotated
+/// now if `--key-rotation-days` says it is due), the clock skew and the
+/// external issuers of the configuration; then a background task reloads the
+/// key set every minute (keys rotated by other instances or `graphbox admin
+/// keys rotate`, retired keys dropped) and rotates when due.
+async fn authority(
+    cfg: &ServeConfig,
+    stores: &config::Stores,
+    issuer: &str,
+) -> anyhow::Result<Arc<api::Authority>> {
+    let settings = api::AuthSettings {
+        clock_skew: cfg.clock_skew,
+        external: config::external_issuers(&cfg.external_issuers, stores.meta.as_ref()).await?,
+        ..api::AuthSettings::default()
+    };
+    let authority = Arc::new(
+        api::Authority::open(stores.meta.clone(), issuer, settings)
+            .await
+            .context("cannot load the token signing keys from the store")?,
+    );
+    let rotation = cfg.key_rotation;
+    if let Some(every) = rotation
+        && let Some(k) = authority
+            .rotate_if_due(every)
+            .await
+            .context("cannot rotate the token signing key")?
+    {
+        tracing::info!(kid = %k.kid, slot = k.slot, activates = %k.activates, "rotated the token signing key");
+    }
+    let a = authority.clone();
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(api::auth::KEY_REFRESH_SECS as u64);
+        loop {
+            tokio::time::sleep(every).await;
+            let done = match rotation {
+                Some(r) => a.rotate_if_due(r).await.map(|k| {
+                    if let Some(k) = k {
+                        tracing::info!(kid = %k.kid, slot = k.slot, activates = %k.activates, "rotated the token signing key");
+                    }
+                }),
+                None => a.refresh().await,
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "reloading the token signing keys failed; retrying in a minute");
+            }
+        }
+    });
+    Ok(authority)
+}
+
 pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
     let cfg: ServeConfig = config::resolve_serve(&global, &args)?;
     init_logging(&cfg.log_format);
@@ -118,13 +169,15 @@ pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
         .to_owned();
 
     let issuer = issuer_base(stores.meta.as_ref(), Some(&base)).await?;
-    let state = api::AppState::load(stores.meta.clone(), base.clone(), issuer)
+    let authority = authority(&cfg, &stores, &issuer).await?;
+    let mut state = api::AppState::load(stores.meta.clone(), base.clone(), issuer)
         .await
         .context("cannot load the server's keys from the store")?
         .with_blobs(stores.blobs.clone())
         .with_import_settings(api::exim::ImportSettings {
             session_lifetime: time::Duration::seconds(i64::from(args.import_session_secs)),
             max_item_size: args.max_import_bytes,
+            inline_max: args.inline_max_bytes,
             import_base_url: args
                 .import_url
                 .clone()
@@ -132,6 +185,7 @@ pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
                 .trim_end_matches('/')
                 .to_owned(),
         });
+    state.authority = authority.clone();
     if args.collect_secs > 0 {
         let (meta, blobs, gate) = (
             state.meta.clone(),
@@ -173,12 +227,14 @@ pub async fn run(global: Global, args: ServeArgs) -> anyhow::Result<()> {
     // The identity authority (OAuth 2.0 / OpenID Connect under /{tenant}/),
     // signing with the same authority the Graph side validates with.
     // Its directory lives in the metadata database (SQLite or PostgreSQL).
-    let identity_router = identity::router(identity::IdentityState::new(
+    let mut identity_state = identity::IdentityState::new(
         stores.meta.clone(),
         stores.directory.clone(),
         state.authority.clone(),
         base.clone(),
-    ));
+    );
+    identity_state.token_lifetime = cfg.access_token_lifetime;
+    let identity_router = identity::router(identity_state);
     let app = api::router(state).merge(identity_router);
     tracing::info!(
         data_dir = %cfg.data_dir.display(),

@@ -146,6 +146,10 @@ pub enum ConsentCmd {
     Revoke {
         #[arg(long)]
         app: String,
+        /// Revoke this user's own consents instead (user id or
+        /// userPrincipalName); their refresh tokens for the app stop working.
+        #[arg(long)]
+        user: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -379,7 +383,32 @@ pub async fn consent(global: &Global, cmd: ConsentCmd) -> anyhow::Result<()> {
                 format!("granted admin consent: {}", names.join(", ")),
             );
         }
-        ConsentCmd::Revoke { app, json } => {
+        ConsentCmd::Revoke {
+            app,
+            user: Some(user),
+            json,
+        } => {
+            let a = get_app(&dir, &app).await?;
+            let meta = global.meta.clone().or(config::load_file(global)?.meta);
+            let url = meta.as_deref().map(config::parse_meta_url).transpose()?;
+            let (meta, _) = config::open_meta(&config::data_dir(global)?, url).await?;
+            let u = meta
+                .find_user(Some(a.tenant_id), &user)
+                .await
+                .with_context(|| format!("no user {user:?} in the app's tenant"))?;
+            let g = dir.revoke_user_consent(a.client_id, u.id).await?;
+            let names: Vec<_> = g.iter().map(|g| g.value.clone()).collect();
+            print(
+                json,
+                json!({"appId": a.client_id, "userId": u.id, "revoked": g}),
+                format!("revoked {}'s consent: {}", u.upn, names.join(", ")),
+            );
+        }
+        ConsentCmd::Revoke {
+            app,
+            user: None,
+            json,
+        } => {
             let a = get_app(&dir, &app).await?;
             let g = dir.revoke_admin_consent(a.client_id).await?;
             let names: Vec<_> = g.iter().map(|g| g.value.clone()).collect();
@@ -405,4 +434,10 @@ pub async fn set_password(global: &Global, user: Uuid, password: &str) -> anyhow
 pub async fn set_admin(global: &Global, user: Uuid, admin: bool) -> anyhow::Result<()> {
     open_directory(global).await?.set_admin(user, admin).await?;
     Ok(())
+}
+
+/// `admin user revoke-sessions`: the user's refresh tokens stop working.
+pub async fn revoke_sessions(global: &Global, tenant: Uuid, user: Uuid) -> anyhow::Result<usize> {
+    let dir = Directory::new(open_directory(global).await?);
+    Ok(dir.revoke_user_sessions(tenant, user).await?)
 }

@@ -10,7 +10,7 @@ use rand::RngCore;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use store::directory::{
-    App, AppCertificate, AppSecret, ConsentGrant, NewApp, Permission, PermissionKind,
+    App, AppCertificate, AppSecret, AuthRecord, ConsentGrant, NewApp, Permission, PermissionKind,
 };
 use store::{DirectoryStore, StoreError};
 use time::{Duration, OffsetDateTime};
@@ -199,7 +199,81 @@ impl Directory {
         self.store
             .remove_permission(client_id, Permission { kind, value })
             .await?;
+        self.mark_revoked(
+            crate::grants::kind::CONSENT_REVOKED,
+            client_id.to_string(),
+            client_id,
+        )
+        .await?;
         Ok(())
+    }
+
+    /// Records that everything issued for `key` before now is revoked (the
+    /// refresh-token checks compare it with the sign-in time). Kept as long
+    /// as a refresh token can live.
+    async fn mark_revoked(
+        &self,
+        kind: &str,
+        key: String,
+        client_id: Uuid,
+    ) -> Result<(), DirectoryError> {
+        let rec = || AuthRecord {
+            key: key.clone(),
+            kind: kind.to_owned(),
+            client_id,
+            data: serde_json::json!({ "at": crate::grants::now_ms() }).to_string(),
+            expires: OffsetDateTime::now_utc() + crate::grants::MAX_REFRESH_LIFETIME,
+        };
+        self.store.take_record(kind, &key).await?;
+        match self.store.put_record(rec()).await {
+            // A concurrent revocation wrote its (as recent) marker first.
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Revokes a user's sign-in sessions: every refresh token the user holds
+    /// for any app of `tenant_id` stops working (`AADSTS50173`), as Entra's
+    /// revokeSignInSessions. Returns how many apps the marker covers.
+    pub async fn revoke_user_sessions(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<usize, DirectoryError> {
+        let apps = self.store.list_apps(tenant_id).await?;
+        for a in &apps {
+            self.mark_revoked(
+                crate::grants::kind::SESSIONS_REVOKED,
+                format!("{user_id}:{}", a.client_id),
+                a.client_id,
+            )
+            .await?;
+        }
+        Ok(apps.len())
+    }
+
+    /// Revokes a user's own (per-user) consents for an app; refresh tokens
+    /// of the app stop working for everyone who signed in before.
+    pub async fn revoke_user_consent(
+        &self,
+        client_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Vec<ConsentGrant>, DirectoryError> {
+        let mut out = Vec::new();
+        for g in self.store.list_grants(client_id).await? {
+            if g.user_id == Some(user_id) && self.store.revoke(g.clone()).await? {
+                out.push(g);
+            }
+        }
+        if !out.is_empty() {
+            self.mark_revoked(
+                crate::grants::kind::SESSIONS_REVOKED,
+                format!("{user_id}:{client_id}"),
+                client_id,
+            )
+            .await?;
+        }
+        Ok(out)
     }
 
     /// "Grant admin consent": every requested permission, for all users
@@ -240,6 +314,13 @@ impl Directory {
                 out.push(g);
             }
         }
+        // Refresh tokens issued before the revocation stop working.
+        self.mark_revoked(
+            crate::grants::kind::CONSENT_REVOKED,
+            client_id.to_string(),
+            client_id,
+        )
+        .await?;
         Ok(out)
     }
 

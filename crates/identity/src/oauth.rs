@@ -29,8 +29,11 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 pub struct OAuthError {
     pub status: StatusCode,
     pub error: &'static str,
+    /// The AADSTS number; 0 for errors Entra gives none (`slow_down`).
     pub code: u32,
     pub description: String,
+    /// Entra's `suberror` (e.g. `consent_required` on an `invalid_grant`).
+    pub suberror: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -45,6 +48,22 @@ impl OAuthError {
             error,
             code,
             description: description.into(),
+            suberror: None,
+        }
+    }
+
+    /// The same error with Entra's `suberror`.
+    pub fn with_suberror(mut self, suberror: &'static str) -> Self {
+        self.suberror = Some(suberror);
+        self
+    }
+
+    /// `error_description` without the trace ids: `AADSTS{code}: {text}`.
+    pub fn short_description(&self) -> String {
+        if self.code == 0 {
+            self.description.clone()
+        } else {
+            format!("AADSTS{}: {}", self.code, self.description)
         }
     }
 }
@@ -56,17 +75,25 @@ impl IntoResponse for OAuthError {
             .unwrap_or_default();
         let trace = Uuid::new_v4();
         let corr = Uuid::new_v4();
-        let body = json!({
+        let codes: Vec<u32> = if self.code == 0 {
+            vec![]
+        } else {
+            vec![self.code]
+        };
+        let mut body = json!({
             "error": self.error,
             "error_description": format!(
-                "AADSTS{}: {} Trace ID: {trace} Correlation ID: {corr} Timestamp: {now}",
-                self.code, self.description
+                "{} Trace ID: {trace} Correlation ID: {corr} Timestamp: {now}",
+                self.short_description()
             ),
-            "error_codes": [self.code],
+            "error_codes": codes,
             "timestamp": now,
             "trace_id": trace,
             "correlation_id": corr,
         });
+        if let Some(sub) = self.suberror {
+            body["suberror"] = json!(sub);
+        }
         (
             self.status,
             [(axum::http::header::CACHE_CONTROL, "no-store")],
@@ -76,7 +103,7 @@ impl IntoResponse for OAuthError {
     }
 }
 
-async fn tenant(st: &IdentityState, key: &str) -> Result<Tenant, OAuthError> {
+pub(crate) async fn tenant(st: &IdentityState, key: &str) -> Result<Tenant, OAuthError> {
     st.meta.find_tenant(key).await.map_err(|_| {
         OAuthError::new(
             "invalid_request",
@@ -100,11 +127,22 @@ pub(crate) async fn openid_configuration(
         "authorization_endpoint": format!("{b}/{tid}/oauth2/v2.0/authorize"),
         "device_authorization_endpoint": format!("{b}/{tid}/oauth2/v2.0/devicecode"),
         "jwks_uri": format!("{b}/{tid}/discovery/v2.0/keys"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "none"],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["client_credentials"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            crate::grants::DEVICE_CODE_GRANT,
+        ],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "nbf", "auth_time", "nonce", "name",
+            "preferred_username", "email", "oid", "tid", "ver",
+        ],
+        "request_uri_parameter_supported": false,
+        "frontchannel_logout_supported": false,
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["S256"],
@@ -161,13 +199,10 @@ pub(crate) async fn instance_discovery(
     .into_response()
 }
 
-/// `POST /{tenant}/oauth2/v2.0/token`.
-pub(crate) async fn token(
-    State(st): State<IdentityState>,
-    Path(key): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    match token_inner(&st, &key, &form).await {
+/// A token-endpoint style answer: the JSON with `Cache-Control: no-store`,
+/// or the Entra-worded error.
+pub(crate) fn no_store_json(r: Result<serde_json::Value, OAuthError>) -> Response {
+    match r {
         Ok(v) => (
             StatusCode::OK,
             [(axum::http::header::CACHE_CONTROL, "no-store")],
@@ -178,11 +213,23 @@ pub(crate) async fn token(
     }
 }
 
-fn param<'a>(form: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+/// `POST /{tenant}/oauth2/v2.0/token`.
+pub(crate) async fn token(
+    State(st): State<IdentityState>,
+    Path(key): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    no_store_json(token_inner(&st, &key, &form).await)
+}
+
+pub(crate) fn param<'a>(form: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     form.get(name).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+pub(crate) fn required<'a>(
+    form: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<&'a str, OAuthError> {
     param(form, name).ok_or_else(|| {
         OAuthError::new(
             "invalid_request",
@@ -201,6 +248,11 @@ async fn token_inner(
     let grant_type = required(form, "grant_type")?;
     match grant_type {
         "client_credentials" => client_credentials(st, &t, key, form).await,
+        "authorization_code" => crate::grants::authorization_code(st, &t, key, form).await,
+        "refresh_token" => crate::grants::refresh_token(st, &t, key, form).await,
+        crate::grants::DEVICE_CODE_GRANT | "device_code" => {
+            crate::grants::device_code(st, &t, key, form).await
+        }
         other => Err(OAuthError::new(
             "unsupported_grant_type",
             70003,
@@ -264,7 +316,7 @@ async fn client_credentials(
 
 /// Authenticates a confidential client by secret or certificate assertion.
 /// Failures are slowed down per client id (doubling delay, capped).
-async fn authenticate_client(
+pub(crate) async fn authenticate_client(
     st: &IdentityState,
     t: &Tenant,
     segment: &str,
@@ -298,7 +350,7 @@ async fn authenticate_client(
     out
 }
 
-fn app_not_found(client_id: &str, t: &Tenant) -> OAuthError {
+pub(crate) fn app_not_found(client_id: &str, t: &Tenant) -> OAuthError {
     OAuthError::new(
         "unauthorized_client",
         700016,

@@ -95,7 +95,17 @@ pub struct MailboxSummary {
 pub async fn run(a: BackupArgs) -> Result<()> {
     let keys = mailbox_keys(&a.mailboxes, a.mailboxes_file.as_ref())?;
     let client = a.conn.client()?;
-    let repo = a.repo.open().await?;
+    // The repository key derivation (Argon2id, 64 MiB: ~0.1 s of CPU on a
+    // blocking thread) runs while the mailboxes are resolved (a token and one
+    // request each): on a small incremental run it is over half the time.
+    let (repo, resolved) = tokio::join!(a.repo.open(), async {
+        let mut resolved = Vec::with_capacity(keys.len());
+        for key in &keys {
+            resolved.push(client.mailbox_for_user(key).await);
+        }
+        resolved
+    });
+    let repo = repo?;
     repo.set_compression_level(a.compression)?;
     let lock = repo
         .lock(LockKind::Exclusive, "backup", a.repo.lock_wait())
@@ -108,9 +118,9 @@ pub async fn run(a: BackupArgs) -> Result<()> {
         })?;
     let started = Instant::now();
     let mut summaries = Vec::new();
-    for key in &keys {
+    for (key, mailbox) in keys.iter().zip(resolved) {
         let mut targets = Vec::new();
-        match client.mailbox_for_user(key).await {
+        match mailbox {
             Ok(m) => {
                 if a.archive
                     && let Some(arch) = &m.archive

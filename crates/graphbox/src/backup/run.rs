@@ -94,17 +94,23 @@ pub struct MailboxSummary {
 
 pub async fn run(a: BackupArgs) -> Result<()> {
     let keys = mailbox_keys(&a.mailboxes, a.mailboxes_file.as_ref())?;
-    let client = a.conn.client()?;
     // The repository key derivation (Argon2id, 64 MiB: ~0.1 s of CPU on a
-    // blocking thread) runs while the mailboxes are resolved (a token and one
-    // request each): on a small incremental run it is over half the time.
-    let (repo, resolved) = tokio::join!(a.repo.open(), async {
+    // blocking thread) runs while the HTTP client is built (it reads and
+    // parses the system's CA certificates) and the mailboxes are resolved (a
+    // token and one request each): on a small incremental run these fixed
+    // costs are most of the time.
+    let conn = a.conn.clone();
+    let (repo, connected) = tokio::join!(a.repo.open(), async {
+        let client = tokio::task::spawn_blocking(move || conn.client())
+            .await
+            .context("building the HTTP client")??;
         let mut resolved = Vec::with_capacity(keys.len());
         for key in &keys {
             resolved.push(client.mailbox_for_user(key).await);
         }
-        resolved
+        anyhow::Ok((client, resolved))
     });
+    let (client, resolved) = connected?;
     let repo = repo?;
     repo.set_compression_level(a.compression)?;
     let lock = repo

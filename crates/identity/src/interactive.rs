@@ -84,6 +84,30 @@ struct Flow {
     is_admin: bool,
 }
 
+impl Flow {
+    /// A new flow at its sign-in stage (browser and CSRF are bound when its
+    /// first page is served).
+    fn signing_in(
+        purpose: Purpose,
+        tenant: Uuid,
+        scopes: Scopes,
+        login_hint: Option<String>,
+    ) -> Flow {
+        Flow {
+            purpose,
+            tenant,
+            browser: String::new(),
+            csrf: String::new(),
+            stage: Stage::SignIn,
+            scopes,
+            login_hint,
+            session: None,
+            upn: None,
+            is_admin: false,
+        }
+    }
+}
+
 // ---------------------------------------------------------------- helpers --
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -644,8 +668,8 @@ async fn authorize(
             ));
         }
     };
-    let flow = Flow {
-        purpose: Purpose::Authorize {
+    let flow = Flow::signing_in(
+        Purpose::Authorize {
             redirect_uri,
             mode,
             state: state.map(str::to_owned),
@@ -653,16 +677,10 @@ async fn authorize(
             challenge: challenge.map(str::to_owned),
             prompt_consent,
         },
-        tenant: t.id,
-        browser: String::new(),
-        csrf: String::new(),
-        stage: Stage::SignIn,
+        t.id,
         scopes,
-        login_hint: get("login_hint").map(str::to_owned),
-        session: None,
-        upn: None,
-        is_admin: false,
-    };
+        get("login_hint").map(str::to_owned),
+    );
     start_flow(st, headers, &app, flow).await
 }
 
@@ -760,23 +778,17 @@ async fn adminconsent(
         (crate::admin::kind_name(a.0), &a.1).cmp(&(crate::admin::kind_name(b.0), &b.1))
     });
     permissions.dedup();
-    let flow = Flow {
-        purpose: Purpose::AdminConsent {
+    let flow = Flow::signing_in(
+        Purpose::AdminConsent {
             redirect_uri,
             state: state.map(str::to_owned),
             scope: if v2 { scope.map(str::to_owned) } else { None },
             permissions,
         },
-        tenant: t.id,
-        browser: String::new(),
-        csrf: String::new(),
-        stage: Stage::SignIn,
-        scopes: Scopes::default(),
-        login_hint: get("login_hint").map(str::to_owned),
-        session: None,
-        upn: None,
-        is_admin: false,
-    };
+        t.id,
+        Scopes::default(),
+        get("login_hint").map(str::to_owned),
+    );
     start_flow(st, headers, &app, flow).await
 }
 
@@ -861,18 +873,7 @@ pub(crate) async fn deviceauth_post(
     let Ok(app) = store.get_app(rec.client_id).await else {
         return wrong(&st);
     };
-    let flow = Flow {
-        purpose: Purpose::Device { device_key },
-        tenant: t.id,
-        browser: String::new(),
-        csrf: String::new(),
-        stage: Stage::SignIn,
-        scopes: data.scopes,
-        login_hint: None,
-        session: None,
-        upn: None,
-        is_admin: false,
-    };
+    let flow = Flow::signing_in(Purpose::Device { device_key }, t.id, data.scopes, None);
     start_flow(&st, &headers, &app, flow).await
 }
 

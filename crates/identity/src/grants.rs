@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::IdentityState;
 use crate::admin::hash_secret;
-use crate::oauth::{OAuthError, app_not_found, authenticate_client, param, required, tenant};
+use crate::oauth::{OAuthError, authenticate_client, param, required, tenant, tenant_app};
 use crate::scopes::{self, Scopes};
 
 /// The device code grant type.
@@ -213,21 +213,13 @@ async fn user_grant_client(
     form: &HashMap<String, String>,
 ) -> Result<App, OAuthError> {
     let client_id = required(form, "client_id")?;
-    let id = Uuid::parse_str(client_id).map_err(|_| app_not_found(client_id, t))?;
     let has_credential =
         param(form, "client_secret").is_some() || param(form, "client_assertion").is_some();
-    if has_credential {
-        authenticate_client(st, t, segment, client_id, form).await?;
-    }
-    let app = st
-        .directory
-        .store
-        .get_app(id)
-        .await
-        .map_err(|_| app_not_found(client_id, t))?;
-    if app.tenant_id != t.id {
-        return Err(app_not_found(client_id, t));
-    }
+    let app = if has_credential {
+        authenticate_client(st, t, segment, client_id, form).await?
+    } else {
+        tenant_app(st, t, client_id).await?
+    };
     if !has_credential && !app.public_client {
         return Err(OAuthError::new(
             "invalid_client",
@@ -703,16 +695,8 @@ async fn devicecode_inner(
 ) -> Result<serde_json::Value, OAuthError> {
     let t = tenant(st, segment).await?;
     let client_id = required(form, "client_id")?;
-    let id = Uuid::parse_str(client_id).map_err(|_| app_not_found(client_id, &t))?;
-    let app = st
-        .directory
-        .store
-        .get_app(id)
-        .await
-        .map_err(|_| app_not_found(client_id, &t))?;
-    if app.tenant_id != t.id {
-        return Err(app_not_found(client_id, &t));
-    }
+    let app = tenant_app(st, &t, client_id).await?;
+    let id = app.client_id;
     let registered = st
         .directory
         .store

@@ -197,20 +197,9 @@ async fn client_and_redirect(
             "The request body must contain the following parameter: 'client_id'.",
         ));
     };
-    let not_found = || {
-        let e = crate::oauth::app_not_found(client_id, t);
-        bad_request(e.code, &e.description)
-    };
-    let id = Uuid::parse_str(client_id).map_err(|_| not_found())?;
-    let app = st
-        .directory
-        .store
-        .get_app(id)
+    let app = crate::oauth::tenant_app(st, t, client_id)
         .await
-        .map_err(|_| not_found())?;
-    if app.tenant_id != t.id {
-        return Err(not_found());
-    }
+        .map_err(|e| bad_request(e.code, &e.description))?;
     let Some(redirect_uri) = get("redirect_uri") else {
         return Err(bad_request(
             900971,

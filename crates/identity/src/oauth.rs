@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
 use store::Tenant;
+use store::directory::App;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -295,13 +296,13 @@ async fn client_credentials(
     let app = authenticate_client(st, t, segment, client_id, form).await?;
     let roles = st
         .directory
-        .app_roles(app)
+        .app_roles(app.client_id)
         .await
         .map_err(|e| OAuthError::new("temporarily_unavailable", 90033, e.to_string()))?;
     let lifetime = st.token_lifetime;
     let token = st.authority.mint(&TokenRequest {
         tenant_id: t.id,
-        app_id: app,
+        app_id: app.client_id,
         grant: Grant::Application { roles },
         lifetime,
         issued_at: None,
@@ -322,7 +323,7 @@ pub(crate) async fn authenticate_client(
     segment: &str,
     client_id: &str,
     form: &HashMap<String, String>,
-) -> Result<Uuid, OAuthError> {
+) -> Result<App, OAuthError> {
     let delay = st
         .failures
         .lock()
@@ -350,6 +351,19 @@ pub(crate) async fn authenticate_client(
     out
 }
 
+/// The app registration `client_id` of tenant `t` (AADSTS700016 otherwise).
+pub(crate) async fn tenant_app(
+    st: &IdentityState,
+    t: &Tenant,
+    client_id: &str,
+) -> Result<App, OAuthError> {
+    let id = Uuid::parse_str(client_id).map_err(|_| app_not_found(client_id, t))?;
+    match st.directory.store.get_app(id).await {
+        Ok(app) if app.tenant_id == t.id => Ok(app),
+        _ => Err(app_not_found(client_id, t)),
+    }
+}
+
 pub(crate) fn app_not_found(client_id: &str, t: &Tenant) -> OAuthError {
     OAuthError::new(
         "unauthorized_client",
@@ -367,17 +381,9 @@ async fn authenticate_client_inner(
     segment: &str,
     client_id: &str,
     form: &HashMap<String, String>,
-) -> Result<Uuid, OAuthError> {
-    let id = Uuid::parse_str(client_id).map_err(|_| app_not_found(client_id, t))?;
-    let app = st
-        .directory
-        .store
-        .get_app(id)
-        .await
-        .map_err(|_| app_not_found(client_id, t))?;
-    if app.tenant_id != t.id {
-        return Err(app_not_found(client_id, t));
-    }
+) -> Result<App, OAuthError> {
+    let app = tenant_app(st, t, client_id).await?;
+    let id = app.client_id;
     let now = OffsetDateTime::now_utc();
     if let Some(secret) = param(form, "client_secret") {
         let hash = hash_secret(secret);
@@ -388,7 +394,7 @@ async fn authenticate_client_inner(
             .await
             .map_err(|e| OAuthError::new("temporarily_unavailable", 90033, e.to_string()))?;
         return match secrets.iter().find(|s| s.hash == hash) {
-            Some(s) if s.expires > now => Ok(id),
+            Some(s) if s.expires > now => Ok(app),
             Some(s) => Err(OAuthError::new(
                 "invalid_client",
                 7000222,
@@ -409,7 +415,8 @@ async fn authenticate_client_inner(
                 format!("client_assertion_type must be '{JWT_BEARER}'."),
             ));
         }
-        return verify_assertion(st, t, segment, id, client_id, assertion).await;
+        verify_assertion(st, t, segment, id, client_id, assertion).await?;
+        return Ok(app);
     }
     Err(OAuthError::new(
         "invalid_client",

@@ -17,7 +17,7 @@
 //! is copied (stop the servers first): each table is read in one snapshot,
 //! but not all tables in the same one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -471,14 +471,14 @@ fn hex_of(h: &[u8]) -> Result<String> {
 }
 
 /// The hashes (hex) of the blobs whose content `meta` keeps itself.
-async fn inline_hashes(meta: &dyn RawTables) -> Result<HashMap<String, u64>> {
-    let mut out = HashMap::new();
+async fn inline_hashes(meta: &dyn RawTables) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
     let mut batches = meta.export_rows(&BLOB_CONTENT_KEYS, 1024);
     while let Some(b) = batches.next().await {
         for r in b? {
             match r.as_slice() {
                 [Value::Bytes(h)] => {
-                    out.insert(hex_of(h)?, 0);
+                    out.insert(hex_of(h)?);
                 }
                 other => {
                     return Err(StoreError::Backend(format!(
@@ -564,7 +564,7 @@ pub async fn copy_blobs(
     while let Some(b) = batches.next().await {
         let mut rows = blob_rows(b?)?;
         rows.retain(|(hash, size, _)| {
-            if inline.contains_key(hash) {
+            if inline.contains(hash) {
                 count.blobs += 1;
                 count.bytes += size;
                 count.inline += 1;

@@ -30,6 +30,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,13 @@ def parallel(n_threads, work):
     for t in ts:
         t.join()
     return time.perf_counter() - t0
+
+
+def server_cpu(pid):
+    """CPU seconds (user + system) the server process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def du(path):
@@ -162,12 +170,20 @@ def main():
     env = dict(os.environ, GRAPHBOX_CLIENT_SECRET=secret, GRAPHBOX_REPO_PASSWORD=PASSWORD)
     conn_args = ["--graph", base, "--tenant", DOMAIN, "--client-id", app]
 
+    cpu = {"client": [], "server": []}
+
     def client(*args):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        s0 = server_cpu(p.pid)
         t0 = time.perf_counter()
         res = subprocess.run([a.bin, *args], capture_output=True, text=True, env=env)
         dt = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if res.returncode != 0:
             raise SystemExit(f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
+        if args[0] == "backup":
+            cpu["client"].append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+            cpu["server"].append(server_cpu(p.pid) - s0)
         return dt, res.stdout
 
     # 2. Full backups, each into a fresh repository.
@@ -230,6 +246,10 @@ def main():
         "incremental_s": [round(x, 2) for x in incr],
         "incremental_median_s": round(incr_med, 2),
         "incremental_vs_full_ratio": round(incr_med / full_med, 4),
+        "full_client_cpu_s": [round(x, 2) for x in cpu["client"][:a.runs]],
+        "full_server_cpu_s": [round(x, 2) for x in cpu["server"][:a.runs]],
+        "incremental_client_cpu_s": [round(x, 3) for x in cpu["client"][a.runs:]],
+        "incremental_server_cpu_s": [round(x, 3) for x in cpu["server"][a.runs:]],
         "repo_mb": [round(x / 2**20, 1) for x in repo_sizes],
         "repo_vs_raw_ratio": round(repo_med / raw_bytes, 3),
     }, indent=1))

@@ -31,7 +31,7 @@ pub use pack::{BlobKind, PackEntry};
 pub use prune::PruneReport;
 pub use repo::{
     DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, FORMAT_VERSION, ITEMS_PER_CHUNK, InitOptions,
-    RepoStats, Repository,
+    RepoStats, Repository, SnapshotHead,
 };
 pub use retention::RetentionPolicy;
 pub use snapshot::{

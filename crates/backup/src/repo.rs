@@ -1001,16 +1001,29 @@ impl Repository {
         Ok(file)
     }
 
+    /// A snapshot's item list: its chunks are read and parsed concurrently
+    /// (parsing on blocking threads), then joined in order.
     pub(crate) async fn load_items(&self, file: &SnapshotFile) -> Result<Vec<ItemEntry>> {
+        let parts: Vec<Vec<ItemEntry>> = futures::stream::iter(&file.item_chunks)
+            .map(|chunk| async move {
+                let data = self.get_blob(chunk).await?;
+                let chunk = *chunk;
+                tokio::task::spawn_blocking(move || {
+                    serde_json::from_slice::<Vec<ItemEntry>>(&data).map_err(|e| {
+                        Error::corrupt(
+                            format!("item list chunk {chunk}"),
+                            format!("not valid JSON: {e}"),
+                        )
+                    })
+                })
+                .await
+                .map_err(|e| Error::backend("parsing an item list", e))?
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
         let mut items = Vec::with_capacity(file.item_count as usize);
-        for chunk in &file.item_chunks {
-            let data = self.get_blob(chunk).await?;
-            let part: Vec<ItemEntry> = serde_json::from_slice(&data).map_err(|e| {
-                Error::corrupt(
-                    format!("item list chunk {chunk}"),
-                    format!("not valid JSON: {e}"),
-                )
-            })?;
+        for part in parts {
             items.extend(part);
         }
         Ok(items)
@@ -1075,16 +1088,40 @@ impl Repository {
 
     /// The newest snapshot of a mailbox (the parent of the next run).
     pub async fn latest_snapshot(&self, mailbox_id: &str) -> Result<Option<Snapshot>> {
-        let latest = self
-            .list_snapshots()
-            .await?
-            .into_iter()
-            .filter(|s| s.mailbox_id == mailbox_id)
-            .max_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
-        match latest {
-            Some(s) => self.load_snapshot(&s.id.0).await.map(Some),
+        match self.latest_snapshot_head(mailbox_id).await? {
+            Some(head) => {
+                let items = self.load_snapshot_items(&head).await?;
+                let mut snap = head.into_snapshot();
+                snap.items = items;
+                Ok(Some(snap))
+            }
             None => Ok(None),
         }
+    }
+
+    /// The newest snapshot of a mailbox without its item list (folders,
+    /// delta links, errors): one small file. The items, the bulk of a
+    /// large mailbox's snapshot, come from [`Repository::load_snapshot_items`],
+    /// which a caller can run beside its own work.
+    pub async fn latest_snapshot_head(&self, mailbox_id: &str) -> Result<Option<SnapshotHead>> {
+        let names = self.snapshot_names().await?;
+        let files: Vec<SnapshotFile> = futures::stream::iter(names)
+            .map(|n| async move { self.read_snapshot_file(&n).await })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(files
+            .into_iter()
+            .filter(|f| f.snapshot.mailbox_id == mailbox_id)
+            .max_by(|a, b| {
+                (a.snapshot.time, &a.snapshot.id).cmp(&(b.snapshot.time, &b.snapshot.id))
+            })
+            .map(|file| SnapshotHead { file }))
+    }
+
+    /// The item list of a snapshot whose head was read.
+    pub async fn load_snapshot_items(&self, head: &SnapshotHead) -> Result<Vec<ItemEntry>> {
+        self.load_items(&head.file).await
     }
 
     /// Removes a snapshot (its data stays until [`Repository::prune`]).
@@ -1094,6 +1131,29 @@ impl Repository {
             return Err(Error::not_found("snapshot", id.0.clone()));
         }
         self.inner.backend.delete(&key).await
+    }
+}
+
+/// A snapshot read without its item list
+/// ([`Repository::latest_snapshot_head`]).
+pub struct SnapshotHead {
+    file: SnapshotFile,
+}
+
+impl SnapshotHead {
+    /// The snapshot; its `items` are empty.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.file.snapshot
+    }
+
+    /// The snapshot (with empty `items`), taking it.
+    pub fn into_snapshot(self) -> Snapshot {
+        self.file.snapshot
+    }
+
+    /// How many items its list holds.
+    pub fn item_count(&self) -> u64 {
+        self.file.item_count
     }
 }
 

@@ -544,6 +544,14 @@ async fn snapshots_save_list_load_latest_and_chunked_items() {
     let latest = repo.latest_snapshot("mbx-1").await.unwrap().unwrap();
     assert_eq!(latest.id, Some(id2.clone()));
     assert!(repo.latest_snapshot("nobody").await.unwrap().is_none());
+    // The head alone: no items until they are asked for; they come back in
+    // their order (10,000 items are three chunks, read concurrently).
+    let head = repo.latest_snapshot_head("mbx-1").await.unwrap().unwrap();
+    assert_eq!(head.snapshot().id, Some(id2.clone()));
+    assert!(head.snapshot().items.is_empty());
+    assert_eq!(head.item_count(), latest.items.len() as u64);
+    assert_eq!(repo.load_snapshot_items(&head).await.unwrap(), latest.items);
+    assert!(repo.latest_snapshot_head("nobody").await.unwrap().is_none());
 
     assert!(matches!(
         repo.load_snapshot("zzzz").await,

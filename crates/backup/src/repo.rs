@@ -936,14 +936,27 @@ impl Repository {
 
     /// Saves a snapshot (after flushing every blob added so far).
     pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        let mut chunks = Vec::with_capacity(snap.items.len().div_ceil(ITEMS_PER_CHUNK));
-        for chunk in snap.items.chunks(ITEMS_PER_CHUNK) {
-            let json = serde_json::to_vec(chunk).expect("items serialize");
-            let (id, _) = self
-                .put_blob_kind(Bytes::from(json), BlobKind::Tree)
-                .await?;
-            chunks.push(id);
-        }
+        // The item list's chunks are serialized on blocking threads and
+        // stored concurrently (a large mailbox's list is megabytes of JSON
+        // to compress and encrypt); their order is kept.
+        let chunks: Vec<BlobId> = futures::stream::iter(snap.items.chunks(ITEMS_PER_CHUNK))
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                async move {
+                    let json = tokio::task::spawn_blocking(move || {
+                        serde_json::to_vec(&chunk).expect("items serialize")
+                    })
+                    .await
+                    .map_err(|e| Error::backend("serializing an item list", e))?;
+                    let (id, _) = self
+                        .put_blob_kind(Bytes::from(json), BlobKind::Tree)
+                        .await?;
+                    Ok::<_, Error>(id)
+                }
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
         self.flush().await?;
         let file = SnapshotFile {
             version: FORMAT_VERSION,

@@ -21,7 +21,39 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// No transparent huge pages for the allocator's memory. mimalloc is built
+/// with `no_thp` (it never advises huge pages on its arenas), and the
+/// process opts out of THP except where a region asks for it
+/// (`PR_THP_DISABLE_EXCEPT_ADVISED`, Linux 6.18; before that, entirely):
+/// for systems whose THP mode is `always`. With huge pages, mimalloc's
+/// returning freed spans to the kernel made every later touch of such a span
+/// zero a whole 2 MiB page: with the multi-MiB buffers a backup (exportItems
+/// answers, pack buffers) and the server (export answers, import bodies) go
+/// through, that zeroing (`clear_page_erms`) was 10–16% of the backup
+/// client's CPU samples and 11% of the server's in `perf` profiles; without
+/// it, under 2% (docs/BENCHMARKS.md). The Argon2 memory of the repository
+/// key derivation still asks for huge pages (backup's `KdfMemory`).
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag on
+    // this process's memory map; a failure leaves THP as it was.
+    unsafe {
+        const PR_THP_DISABLE_EXCEPT_ADVISED: libc::c_ulong = 1 << 1;
+        if libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            1,
+            PR_THP_DISABLE_EXCEPT_ADVISED,
+            0,
+            0,
+        ) != 0
+        {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    disable_transparent_huge_pages();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Fts(cmd) => fts_cmd::run(cmd),

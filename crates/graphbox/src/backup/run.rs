@@ -370,14 +370,29 @@ async fn backup_mailbox(
     let mut since_checkpoint = 0usize;
     let mut last_checkpoint = Instant::now();
     let by_id = Arc::new(by_id);
-    let mut stream = client
-        .export_stream(mbx, request)
-        .map(|outcome| {
-            let repo = repo.clone();
-            let by_id = by_id.clone();
-            tokio::spawn(async move { store_item(&repo, &by_id, outcome?).await })
-        })
-        .buffer_unordered(4);
+    // The exportItems requests run in a task of their own that hands the
+    // items over through a bounded channel (two rounds of requests): answers
+    // keep arriving and being decoded while earlier items are compressed,
+    // encrypted and written, not only when the storing side asks for more.
+    let ahead = 2 * client.profile().max_concurrency_per_mailbox * client::MAX_IDS_PER_EXPORT;
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
+    let mut exports = client.export_stream(mbx, request);
+    tokio::spawn(async move {
+        while let Some(outcome) = exports.next().await {
+            if tx.send(outcome).await.is_err() {
+                break; // the run stopped
+            }
+        }
+    });
+    let mut stream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|outcome| (outcome, rx))
+    }))
+    .map(|outcome| {
+        let repo = repo.clone();
+        let by_id = by_id.clone();
+        tokio::spawn(async move { store_item(&repo, &by_id, outcome?).await })
+    })
+    .buffer_unordered(4);
     while let Some(joined) = stream.next().await {
         let stored = joined.context("a storing task failed")??;
         match stored {

@@ -15,7 +15,8 @@ over three folders):
     imports with other content), as a ratio of the full run's time;
   * repository size on disk against the raw FTS bytes of the mailbox.
 
-Every figure is the median of 3 runs. The client, the server and the
+Every figure is the median of 3 runs; each timed run starts after a sync(2),
+so none inherits the previous run's writeback. The client, the server and the
 benchmark script share the machine's cores.
 
     cargo build --release -p graphbox
@@ -173,6 +174,9 @@ def main():
     cpu = {"client": [], "server": []}
 
     def client(*args):
+        # Each timed run starts with no dirty pages left by the one before
+        # (a full run writes ~0.5 GB; its writeback would land in the next).
+        os.sync()
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         s0 = server_cpu(p.pid)
         t0 = time.perf_counter()

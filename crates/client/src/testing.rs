@@ -162,8 +162,14 @@ impl FaultProxy {
         let s = shared.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    // Out of file descriptors and the like: wait instead of
+                    // spinning on the failing accept.
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
                 let s = s.clone();
                 tokio::spawn(async move {

@@ -501,24 +501,32 @@ impl Repository {
                 detail: "it has no key files".into(),
             });
         }
-        let mut master = None;
-        for k in &keys {
-            let data = backend.get(&format!("keys/{}", k.name)).await?;
-            let kf: KeyFile = serde_json::from_slice(&data).map_err(|e| {
-                Error::corrupt(
-                    format!("key file keys/{}", k.name),
-                    format!("not valid JSON: {e}"),
-                )
-            })?;
-            let pw = password.to_string();
-            let unlocked = tokio::task::spawn_blocking(move || kf.unlock(&pw))
-                .await
-                .map_err(|e| Error::backend("deriving the key", e))??;
-            if let Some(m) = unlocked {
-                master = Some(m);
-                break;
+        // The index files are read while the key is derived (Argon2id takes
+        // tens of milliseconds; on an object store each file is a round
+        // trip): they are decrypted once the key is known.
+        let unlock = async {
+            let mut master = None;
+            for k in &keys {
+                let data = backend.get(&format!("keys/{}", k.name)).await?;
+                let kf: KeyFile = serde_json::from_slice(&data).map_err(|e| {
+                    Error::corrupt(
+                        format!("key file keys/{}", k.name),
+                        format!("not valid JSON: {e}"),
+                    )
+                })?;
+                let pw = password.to_string();
+                let unlocked = tokio::task::spawn_blocking(move || kf.unlock(&pw))
+                    .await
+                    .map_err(|e| Error::backend("deriving the key", e))??;
+                if let Some(m) = unlocked {
+                    master = Some(m);
+                    break;
+                }
             }
-        }
+            Ok::<_, Error>(master)
+        };
+        let (master, prefetched) = tokio::join!(unlock, Self::fetch_index_files(&backend));
+        let master = master?;
         let Some(key) = master else {
             return Err(Error::WrongPassword { url: shown });
         };
@@ -535,34 +543,48 @@ impl Repository {
             });
         }
         let repo = Self::from_parts(shown, backend, key, config);
-        repo.load_index().await?;
+        repo.install_index(prefetched?)?;
         Ok(repo)
     }
 
     /// (Re)loads every index file.
     pub(crate) async fn load_index(&self) -> Result<()> {
-        let files = self.inner.backend.list("index").await?;
-        let loaded: Vec<Option<(String, IndexFile)>> = futures::stream::iter(files)
+        let raw = Self::fetch_index_files(&self.inner.backend).await?;
+        self.install_index(raw)
+    }
+
+    /// The name and bytes of every index file.
+    async fn fetch_index_files(backend: &Backend) -> Result<Vec<(String, Bytes)>> {
+        let files = backend.list("index").await?;
+        futures::stream::iter(files)
             .map(|f| async move {
-                match self.read_index_file(&f.name).await {
-                    Ok(file) => Ok(Some((f.name, file))),
-                    // A damaged index file must not make the repository
-                    // unusable: its blobs are missing until it is repaired,
-                    // `verify` names it and `prune` refuses to run.
-                    Err(e @ Error::Corrupt { .. }) => {
-                        tracing::warn!(error = %e, "skipping an unreadable index file");
-                        Ok(None)
-                    }
-                    Err(e) => Err(e),
-                }
+                let data = backend.get(&format!("index/{}", f.name)).await?;
+                Ok((f.name, data))
             })
             .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
-            .await?;
+            .await
+    }
+
+    /// Replaces the in-memory index with the index files `raw`.
+    fn install_index(&self, raw: Vec<(String, Bytes)>) -> Result<()> {
+        let mut loaded = Vec::with_capacity(raw.len());
+        for (name, data) in raw {
+            match self.parse_index_file(&name, &data) {
+                Ok(file) => loaded.push((name, file)),
+                // A damaged index file must not make the repository
+                // unusable: its blobs are missing until it is repaired,
+                // `verify` names it and `prune` refuses to run.
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::warn!(error = %e, "skipping an unreadable index file");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut st = self.inner.lock_state();
         st.index.clear();
         st.index_files.clear();
-        for (name, file) in loaded.into_iter().flatten() {
+        for (name, file) in loaded {
             for p in &file.packs {
                 st.add_pack_entries(&p.id, &p.blobs);
             }
@@ -573,7 +595,11 @@ impl Repository {
 
     pub(crate) async fn read_index_file(&self, name: &str) -> Result<IndexFile> {
         let data = self.inner.backend.get(&format!("index/{name}")).await?;
-        let plain = crypto::open(&self.inner.cipher, aad::INDEX, &data)
+        self.parse_index_file(name, &data)
+    }
+
+    fn parse_index_file(&self, name: &str, data: &[u8]) -> Result<IndexFile> {
+        let plain = crypto::open(&self.inner.cipher, aad::INDEX, data)
             .map_err(|e| Error::corrupt(format!("index file index/{name}"), e.to_string()))?;
         let file: IndexFile = serde_json::from_slice(&plain).map_err(|e| {
             Error::corrupt(

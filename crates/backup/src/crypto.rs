@@ -213,9 +213,6 @@ struct KdfMemory {
     vec: Vec<argon2::Block>,
 }
 
-// SAFETY: KdfMemory owns its mapping exclusively, like a Vec.
-unsafe impl Send for KdfMemory {}
-
 impl KdfMemory {
     #[cfg(target_os = "linux")]
     fn new(blocks: usize) -> Option<KdfMemory> {

@@ -962,23 +962,16 @@ impl Repository {
 
     /// Saves a snapshot (after flushing every blob added so far).
     pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        // The item list's chunks are serialized on blocking threads and
-        // stored concurrently (a large mailbox's list is megabytes of JSON
-        // to compress and encrypt); their order is kept.
+        // The item list's chunks are stored concurrently (a large mailbox's
+        // list is megabytes of JSON to compress and encrypt, which
+        // `put_blob_kind` does on blocking threads); their order is kept.
         let chunks: Vec<BlobId> = futures::stream::iter(snap.items.chunks(ITEMS_PER_CHUNK))
-            .map(|chunk| {
-                let chunk = chunk.to_vec();
-                async move {
-                    let json = tokio::task::spawn_blocking(move || {
-                        serde_json::to_vec(&chunk).expect("items serialize")
-                    })
-                    .await
-                    .map_err(|e| Error::backend("serializing an item list", e))?;
-                    let (id, _) = self
-                        .put_blob_kind(Bytes::from(json), BlobKind::Tree)
-                        .await?;
-                    Ok::<_, Error>(id)
-                }
+            .map(|chunk| async move {
+                let json = serde_json::to_vec(chunk).expect("items serialize");
+                let (id, _) = self
+                    .put_blob_kind(Bytes::from(json), BlobKind::Tree)
+                    .await?;
+                Ok::<_, Error>(id)
             })
             .buffered(READ_CONCURRENCY)
             .try_collect()
@@ -1010,6 +1003,16 @@ impl Repository {
             .into_iter()
             .map(|f| f.name)
             .collect())
+    }
+
+    /// Every snapshot file (items not loaded), in no particular order.
+    async fn snapshot_files(&self) -> Result<Vec<SnapshotFile>> {
+        let names = self.snapshot_names().await?;
+        futures::stream::iter(names)
+            .map(|n| async move { self.read_snapshot_file(&n).await })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     pub(crate) async fn read_snapshot_file(&self, id: &str) -> Result<SnapshotFile> {
@@ -1070,12 +1073,12 @@ impl Repository {
 
     /// Every snapshot, oldest first.
     pub async fn list_snapshots(&self) -> Result<Vec<SnapshotSummary>> {
-        let names = self.snapshot_names().await?;
-        let mut out: Vec<SnapshotSummary> = futures::stream::iter(names)
-            .map(|n| async move { self.read_snapshot_file(&n).await.map(|f| summary_of(&f)) })
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let mut out: Vec<SnapshotSummary> = self
+            .snapshot_files()
+            .await?
+            .iter()
+            .map(summary_of)
+            .collect();
         out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
@@ -1143,13 +1146,9 @@ impl Repository {
     /// large mailbox's snapshot, come from [`Repository::load_snapshot_items`],
     /// which a caller can run beside its own work.
     pub async fn latest_snapshot_head(&self, mailbox_id: &str) -> Result<Option<SnapshotHead>> {
-        let names = self.snapshot_names().await?;
-        let files: Vec<SnapshotFile> = futures::stream::iter(names)
-            .map(|n| async move { self.read_snapshot_file(&n).await })
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(files
+        Ok(self
+            .snapshot_files()
+            .await?
             .into_iter()
             .filter(|f| f.snapshot.mailbox_id == mailbox_id)
             .max_by(|a, b| {

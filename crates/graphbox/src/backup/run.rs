@@ -95,10 +95,10 @@ pub struct MailboxSummary {
 pub async fn run(a: BackupArgs) -> Result<()> {
     let keys = mailbox_keys(&a.mailboxes, a.mailboxes_file.as_ref())?;
     // The repository key derivation (Argon2id, 64 MiB × 3 passes: ~0.14 s
-    // of CPU, its 4 lanes on parallel threads) runs while the HTTP client is built (it reads and
-    // parses the system's CA certificates) and the mailboxes are resolved (a
-    // token and one request each): on a small incremental run these fixed
-    // costs are most of the time.
+    // of CPU, its 4 lanes on parallel threads) runs while the HTTP client is
+    // built (it reads and parses the system's CA certificates) and the
+    // mailboxes are resolved (a token and one request each): on a small
+    // incremental run these fixed costs are most of the time.
     let conn = a.conn.clone();
     let (repo, connected) = tokio::join!(a.repo.open(), async {
         let client = tokio::task::spawn_blocking(move || conn.client())
@@ -274,7 +274,7 @@ async fn backup_mailbox(
     } = deltas?;
     summary.full_delta = full_folders;
 
-    // 2. Item delta per folder.
+    // 2. What changed in each folder (the item deltas fetched above).
     let mut snap = Snapshot::new(mbx, label);
     snap.tags = a.tags.clone();
     snap.parent = parent_head.and_then(|p| p.id.clone());

@@ -301,12 +301,13 @@ async fn handle_inner(
         };
         match fault {
             Some(Fault::Redirect) => {
-                s.stats.lock().expect("stats lock").redirects += 1;
                 let pq = req
                     .uri()
                     .path_and_query()
                     .map(|p| p.as_str().to_owned())
                     .unwrap_or_else(|| "/".into());
+                drain(req).await;
+                s.stats.lock().expect("stats lock").redirects += 1;
                 return Ok(Response::builder()
                     .status(StatusCode::PERMANENT_REDIRECT)
                     .header("location", format!("{}{pq}", s.public))
@@ -324,6 +325,7 @@ async fn handle_inner(
                 return Err("fault proxy: connection reset".into());
             }
             Some(Fault::Status(code)) => {
+                drain(req).await;
                 let mut st = s.stats.lock().expect("stats lock");
                 let (c, m, ra) = match code {
                     StatusCode::TOO_MANY_REQUESTS => {
@@ -355,6 +357,7 @@ async fn handle_inner(
     if is_import && req.method() == hyper::Method::POST {
         let k = s.imports.fetch_add(1, Ordering::Relaxed) + 1;
         if plan.refuse_import_every > 0 && k.is_multiple_of(plan.refuse_import_every) {
+            drain(req).await;
             s.stats.lock().expect("stats lock").refused_imports += 1;
             return Ok(answer(
                 StatusCode::UNAUTHORIZED,
@@ -368,6 +371,15 @@ async fn handle_inner(
         s.stats.lock().expect("stats lock").import_sessions += 1;
     }
     forward(&s, req, is_export, is_import, &plan).await
+}
+
+/// Reads the request body before the proxy answers by itself, the way a
+/// front end does: a connection closed with unread request bytes makes the
+/// kernel send a reset, which can destroy the answer on its way to the
+/// client (a planned 429 would arrive as an unplanned, ambiguous connection
+/// failure).
+async fn drain(req: Request<Incoming>) {
+    let _ = req.into_body().collect().await;
 }
 
 async fn forward(

@@ -180,6 +180,10 @@ pub(crate) struct Inner {
     pub state: Mutex<State>,
     counters: Counters,
     failed: Mutex<Option<String>>,
+    /// Snapshot files read while the key was derived, by name. A snapshot
+    /// file's name is the hash of its bytes, so they never go stale; one
+    /// that was deleted since is no longer listed.
+    snapshot_bytes: Mutex<HashMap<String, Bytes>>,
 }
 
 /// A backup repository. Cheap to clone; safe to use from many tasks.
@@ -472,6 +476,7 @@ impl Repository {
                 }),
                 counters: Counters::default(),
                 failed: Mutex::new(None),
+                snapshot_bytes: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -501,9 +506,9 @@ impl Repository {
                 detail: "it has no key files".into(),
             });
         }
-        // The index files are read while the key is derived (Argon2id takes
-        // tens of milliseconds; on an object store each file is a round
-        // trip): they are decrypted once the key is known.
+        // The index and snapshot files are read while the key is derived
+        // (Argon2id takes tens of milliseconds; on an object store each file
+        // is a round trip): they are decrypted once the key is known.
         let unlock = async {
             let mut master = None;
             for k in &keys {
@@ -525,7 +530,11 @@ impl Repository {
             }
             Ok::<_, Error>(master)
         };
-        let (master, prefetched) = tokio::join!(unlock, Self::fetch_index_files(&backend));
+        let (master, prefetched, snapshots) = tokio::join!(
+            unlock,
+            Self::fetch_index_files(&backend),
+            Self::fetch_files(&backend, "snapshots"),
+        );
         let master = master?;
         let Some(key) = master else {
             return Err(Error::WrongPassword { url: shown });
@@ -543,22 +552,35 @@ impl Repository {
             });
         }
         let repo = Self::from_parts(shown, backend, key, config);
-        repo.install_index(prefetched?)?;
+        repo.install_index(prefetched?).await?;
+        // Unreadable ones are read again when needed (and fail there).
+        if let Ok(files) = snapshots {
+            *repo
+                .inner
+                .snapshot_bytes
+                .lock()
+                .expect("snapshot cache lock") = files.into_iter().collect();
+        }
         Ok(repo)
     }
 
     /// (Re)loads every index file.
     pub(crate) async fn load_index(&self) -> Result<()> {
         let raw = Self::fetch_index_files(&self.inner.backend).await?;
-        self.install_index(raw)
+        self.install_index(raw).await
     }
 
     /// The name and bytes of every index file.
     async fn fetch_index_files(backend: &Backend) -> Result<Vec<(String, Bytes)>> {
-        let files = backend.list("index").await?;
+        Self::fetch_files(backend, "index").await
+    }
+
+    /// The name and bytes of every file in `dir`.
+    async fn fetch_files(backend: &Backend, dir: &str) -> Result<Vec<(String, Bytes)>> {
+        let files = backend.list(dir).await?;
         futures::stream::iter(files)
             .map(|f| async move {
-                let data = backend.get(&format!("index/{}", f.name)).await?;
+                let data = backend.get(&format!("{dir}/{}", f.name)).await?;
                 Ok((f.name, data))
             })
             .buffer_unordered(READ_CONCURRENCY)
@@ -566,11 +588,29 @@ impl Repository {
             .await
     }
 
-    /// Replaces the in-memory index with the index files `raw`.
-    fn install_index(&self, raw: Vec<(String, Bytes)>) -> Result<()> {
-        let mut loaded = Vec::with_capacity(raw.len());
-        for (name, data) in raw {
-            match self.parse_index_file(&name, &data) {
+    /// Replaces the in-memory index with the index files `raw`. The files
+    /// are decrypted and parsed on blocking threads, several at once (a
+    /// large repository's index is megabytes of JSON, and every command
+    /// that opens the repository waits for it).
+    async fn install_index(&self, raw: Vec<(String, Bytes)>) -> Result<()> {
+        let parsed: Vec<(String, Result<IndexFile>)> = futures::stream::iter(raw)
+            .map(|(name, data)| {
+                let repo = self.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        let file = repo.parse_index_file(&name, &data);
+                        (name, file)
+                    })
+                    .await
+                    .map_err(|e| Error::backend("parsing an index file", e))
+                }
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut loaded = Vec::with_capacity(parsed.len());
+        for (name, file) in parsed {
+            match file {
                 Ok(file) => loaded.push((name, file)),
                 // A damaged index file must not make the repository
                 // unusable: its blobs are missing until it is repaired,
@@ -878,8 +918,13 @@ impl Repository {
 
     /// Takes a lock on the repository, waiting up to `wait` for conflicting
     /// locks of others to go away.
+    ///
+    /// The index was read when the repository was opened, perhaps while
+    /// another process held the lock: a prune may have rewritten it and
+    /// deleted packs it named since. So once the lock is held, a changed set
+    /// of index files is read again.
     pub async fn lock(&self, kind: LockKind, purpose: &str, wait: Duration) -> Result<LockGuard> {
-        lock::acquire(
+        let guard = lock::acquire(
             &self.inner.backend,
             &self.inner.cipher,
             &self.inner.instance,
@@ -887,7 +932,19 @@ impl Repository {
             purpose,
             wait,
         )
-        .await
+        .await?;
+        let listed: HashSet<String> = self
+            .inner
+            .backend
+            .list("index")
+            .await?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        if listed != self.inner.lock_state().index_files {
+            self.load_index().await?;
+        }
+        Ok(guard)
     }
 
     /// Every lock file's record (`None` for unreadable ones), by file name.
@@ -961,13 +1018,31 @@ impl Repository {
     // ---- snapshots ----
 
     /// Saves a snapshot (after flushing every blob added so far).
-    pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        // The item list's chunks are stored concurrently (a large mailbox's
-        // list is megabytes of JSON to compress and encrypt, which
-        // `put_blob_kind` does on blocking threads); their order is kept.
-        let chunks: Vec<BlobId> = futures::stream::iter(snap.items.chunks(ITEMS_PER_CHUNK))
+    pub async fn save_snapshot(&self, mut snap: Snapshot) -> Result<SnapshotId> {
+        // The item list's chunks are serialized on blocking threads and
+        // stored concurrently (a large mailbox's list is megabytes of JSON
+        // to write, compress and encrypt, which `put_blob_kind` does on
+        // blocking threads too); their order is kept.
+        snap.id = None;
+        let items = std::mem::take(&mut snap.items);
+        let item_count = items.len() as u64;
+        let total_size = items.iter().map(|i| i.size).sum();
+        let mut owned: Vec<Vec<ItemEntry>> = Vec::new();
+        let mut rest = items.into_iter();
+        loop {
+            let chunk: Vec<ItemEntry> = rest.by_ref().take(ITEMS_PER_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            owned.push(chunk);
+        }
+        let chunks: Vec<BlobId> = futures::stream::iter(owned)
             .map(|chunk| async move {
-                let json = serde_json::to_vec(chunk).expect("items serialize");
+                let json = tokio::task::spawn_blocking(move || {
+                    serde_json::to_vec(&chunk).expect("items serialize")
+                })
+                .await
+                .map_err(|e| Error::backend("serializing the item list", e))?;
                 let (id, _) = self
                     .put_blob_kind(Bytes::from(json), BlobKind::Tree)
                     .await?;
@@ -979,9 +1054,9 @@ impl Repository {
         self.flush().await?;
         let file = SnapshotFile {
             version: FORMAT_VERSION,
-            snapshot: snap.clone_without_items(),
-            item_count: snap.items.len() as u64,
-            total_size: snap.items.iter().map(|i| i.size).sum(),
+            snapshot: snap,
+            item_count,
+            total_size,
             item_chunks: chunks,
         };
         let json = serde_json::to_vec(&file).expect("snapshot serializes");
@@ -1016,10 +1091,20 @@ impl Repository {
     }
 
     pub(crate) async fn read_snapshot_file(&self, id: &str) -> Result<SnapshotFile> {
-        let data = match self.inner.backend.get(&format!("snapshots/{id}")).await {
-            Ok(d) => d,
-            Err(e) if e.is_not_found() => return Err(Error::not_found("snapshot", id)),
-            Err(e) => return Err(e),
+        let cached = self
+            .inner
+            .snapshot_bytes
+            .lock()
+            .expect("snapshot cache lock")
+            .get(id)
+            .cloned();
+        let data = match cached {
+            Some(d) => d,
+            None => match self.inner.backend.get(&format!("snapshots/{id}")).await {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => return Err(Error::not_found("snapshot", id)),
+                Err(e) => return Err(e),
+            },
         };
         let what = || format!("snapshot {id}");
         if blake3::hash(&data).to_hex().as_str() != id {
@@ -1168,6 +1253,11 @@ impl Repository {
         if self.inner.backend.size(&key).await?.is_none() {
             return Err(Error::not_found("snapshot", id.0.clone()));
         }
+        self.inner
+            .snapshot_bytes
+            .lock()
+            .expect("snapshot cache lock")
+            .remove(&id.0);
         self.inner.backend.delete(&key).await
     }
 }
@@ -1209,25 +1299,5 @@ pub(crate) fn summary_of(f: &SnapshotFile) -> SnapshotSummary {
         total_size: f.total_size,
         error_count: s.errors.len() as u64,
         complete: s.complete,
-    }
-}
-
-impl Snapshot {
-    fn clone_without_items(&self) -> Snapshot {
-        Snapshot {
-            id: None,
-            time: self.time,
-            hostname: self.hostname.clone(),
-            tags: self.tags.clone(),
-            mailbox_id: self.mailbox_id.clone(),
-            label: self.label.clone(),
-            parent: self.parent.clone(),
-            folders: self.folders.clone(),
-            items: Vec::new(),
-            folder_delta_link: self.folder_delta_link.clone(),
-            item_delta_links: self.item_delta_links.clone(),
-            errors: self.errors.clone(),
-            complete: self.complete,
-        }
     }
 }

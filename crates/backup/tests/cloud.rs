@@ -69,7 +69,7 @@ async fn exercise(url: &str) {
             item("2", "inbox", "c", "Big", "x", b),
         ],
     );
-    let sid = repo.save_snapshot(&s).await.unwrap();
+    let sid = repo.save_snapshot(s.clone()).await.unwrap();
     repo.put_state("checkpoint", b"42").await.unwrap();
 
     let reopened = Repository::open(url, PASSWORD).await.unwrap();
@@ -100,7 +100,7 @@ async fn exercise(url: &str) {
     let mut s2 = s.clone();
     s2.time = datetime!(2026-06-02 00:00 UTC);
     s2.items.truncate(1);
-    reopened.save_snapshot(&s2).await.unwrap();
+    reopened.save_snapshot(s2).await.unwrap();
     let report = reopened
         .prune(
             &RetentionPolicy {

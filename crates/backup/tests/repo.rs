@@ -312,7 +312,7 @@ async fn crash_without_flush_leaves_a_valid_repository() {
     let (kept_id, _) = repo.put_blob(kept.clone()).await.unwrap();
     repo.flush().await.unwrap();
     let sid = repo
-        .save_snapshot(&snapshot(
+        .save_snapshot(snapshot(
             "m1",
             datetime!(2026-02-01 00:00 UTC),
             vec![item("i1", "inbox", "ck1", "s", "x", kept_id)],
@@ -512,12 +512,12 @@ async fn snapshots_save_list_load_latest_and_chunked_items() {
         message: "export failed".into(),
     });
     s1.tags = vec!["nightly".into()];
-    let id1 = repo.save_snapshot(&s1).await.unwrap();
+    let id1 = repo.save_snapshot(s1.clone()).await.unwrap();
     let mut s2 = snapshot("mbx-1", datetime!(2026-03-02 08:00 UTC), many[..5].to_vec());
     s2.parent = Some(id1.clone());
-    let id2 = repo.save_snapshot(&s2).await.unwrap();
+    let id2 = repo.save_snapshot(s2).await.unwrap();
     let id3 = repo
-        .save_snapshot(&snapshot("mbx-2", datetime!(2026-03-03 08:00 UTC), vec![]))
+        .save_snapshot(snapshot("mbx-2", datetime!(2026-03-03 08:00 UTC), vec![]))
         .await
         .unwrap();
 
@@ -591,12 +591,12 @@ async fn prune_keep_last_frees_exactly_the_unreferenced_data() {
                 item(&format!("u{day}"), "inbox", "ck", "Unique", "x", u),
             ],
         );
-        ids.push(repo.save_snapshot(&s).await.unwrap());
+        ids.push(repo.save_snapshot(s).await.unwrap());
     }
     // Another mailbox is pruned separately: its only snapshot stays.
     let (other, _) = repo.put_blob(noise(5000, 10_000)).await.unwrap();
     let other_sid = repo
-        .save_snapshot(&snapshot(
+        .save_snapshot(snapshot(
             "m2",
             datetime!(2026-01-01 00:00 UTC),
             vec![item("o", "inbox", "ck", "O", "x", other)],
@@ -764,7 +764,7 @@ async fn find_across_snapshots_and_diff() {
         ],
     );
     a.items[1].item_type = "IPM.Appointment".into();
-    let ida = repo.save_snapshot(&a).await.unwrap();
+    let ida = repo.save_snapshot(a.clone()).await.unwrap();
     let mut b = a.clone();
     b.time = datetime!(2026-05-02 00:00 UTC);
     b.items.remove(2); // 3 deleted
@@ -782,8 +782,8 @@ async fn find_across_snapshots_and_diff() {
     b.folders
         .push(common::folder("new", Some("root"), "Archive"));
     b.folders.remove(0);
-    let idb = repo.save_snapshot(&b).await.unwrap();
-    repo.save_snapshot(&snapshot(
+    let idb = repo.save_snapshot(b.clone()).await.unwrap();
+    repo.save_snapshot(snapshot(
         "m2",
         datetime!(2026-05-03 00:00 UTC),
         vec![item("9", "inbox", "c", "report for m2", "z", b1)],
@@ -980,7 +980,7 @@ async fn a_damaged_index_file_is_named_and_blocks_prune() {
     repo.flush().await.unwrap();
     let (b, _) = repo.put_blob(text(2, 5000)).await.unwrap();
     repo.flush().await.unwrap();
-    repo.save_snapshot(&snapshot(
+    repo.save_snapshot(snapshot(
         "m",
         datetime!(2026-01-01 00:00 UTC),
         vec![item("1", "inbox", "c", "s", "x", a)],
@@ -1030,4 +1030,66 @@ async fn a_damaged_index_file_is_named_and_blocks_prune() {
         3,
         "nothing was deleted"
     );
+}
+
+/// A repository opened before another process pruned it (while this one
+/// waited for the lock) must not trust the index it read: the packs it
+/// names may be gone. Taking the lock reloads a changed index.
+#[tokio::test]
+async fn taking_the_lock_reloads_an_index_a_prune_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap().to_string();
+    let repo = init_dir(dir.path()).await;
+    let (old, _) = repo.put_blob(noise(1, 50_000)).await.unwrap();
+    repo.flush().await.unwrap();
+    repo.save_snapshot(snapshot(
+        "m",
+        datetime!(2026-01-01 00:00 UTC),
+        vec![item("1", "inbox", "c", "old", "x", old)],
+    ))
+    .await
+    .unwrap();
+    let (new, _) = repo.put_blob(noise(2, 50_000)).await.unwrap();
+    repo.flush().await.unwrap();
+    repo.save_snapshot(snapshot(
+        "m",
+        datetime!(2026-01-02 00:00 UTC),
+        vec![item("2", "inbox", "c", "new", "x", new)],
+    ))
+    .await
+    .unwrap();
+
+    // Opened (index read) before the prune; locks after it.
+    let waiting = Repository::open(&url, PASSWORD).await.unwrap();
+    assert!(waiting.has_blob(&old) && waiting.has_blob(&new));
+    let report = repo
+        .prune(&RetentionPolicy::keep_last(1), false)
+        .await
+        .unwrap();
+    assert_eq!(report.snapshots_removed.len(), 1, "{report:?}");
+    assert!(!repo.has_blob(&old));
+
+    let _lock = waiting
+        .lock(LockKind::Exclusive, "test", std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        !waiting.has_blob(&old),
+        "the pruned blob must not look stored to a run that locked after the prune"
+    );
+    assert!(waiting.has_blob(&new));
+    assert_eq!(waiting.get_blob(&new).await.unwrap(), noise(2, 50_000));
+    // Its snapshot files were read at open too: the pruned one is not
+    // listed any more, and one it forgets itself is gone for it as well.
+    let listed = waiting.list_snapshots().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].mailbox_id, "m");
+    let head = waiting.latest_snapshot_head("m").await.unwrap().unwrap();
+    assert_eq!(head.item_count(), 1);
+    waiting.forget_snapshot(&listed[0].id).await.unwrap();
+    assert!(matches!(
+        waiting.load_snapshot(&listed[0].id.0).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(waiting.list_snapshots().await.unwrap().is_empty());
 }

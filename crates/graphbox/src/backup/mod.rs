@@ -3,6 +3,7 @@
 //! the same commands protect a graphbox server and an Exchange Online tenant;
 //! the repository format is crates/backup (docs/REPOSITORY.md).
 
+mod carry;
 mod conn;
 mod inspect;
 mod restore;

@@ -14,7 +14,7 @@
 //! 4. the snapshot (folder tree, items, delta links, per-item errors) is
 //!    saved last.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use client::{DeltaResult, ExportOutcome, GraphClient, ItemSummary};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::carry::Carry;
 use super::conn::{ConnArgs, mailbox_keys};
 use super::{RepoArgs, human_bytes, progress_bar, state_key};
 
@@ -279,16 +280,8 @@ async fn backup_mailbox(
     snap.tags = a.tags.clone();
     snap.parent = parent_head.and_then(|p| p.id.clone());
     snap.folder_delta_link = Some(folder_delta_link);
-    let mut parent_items: HashMap<&str, &ItemEntry> = HashMap::new();
-    let mut parent_by_folder: HashMap<&str, Vec<&ItemEntry>> = HashMap::new();
-    for i in parent_list.iter().flatten() {
-        parent_items.insert(i.id.as_str(), i);
-        parent_by_folder
-            .entry(i.folder_id.as_str())
-            .or_default()
-            .push(i);
-    }
-    let mut kept: Vec<ItemEntry> = Vec::new();
+    let parent_list = parent_list.unwrap_or_default();
+    let mut carry = Carry::new(&parent_list);
     let mut to_export: Vec<ItemSummary> = Vec::new();
     let mut resumed = Vec::new();
     for (folder_id, outcome) in item_deltas {
@@ -310,32 +303,12 @@ async fn backup_mailbox(
         let folder = &folders[&folder_id];
         snap.item_delta_links
             .insert(folder.id.clone(), d.delta_link.clone());
-        // Start from the parent's items of this folder (incremental) ...
-        let mut current: HashMap<String, ItemEntry> = HashMap::new();
-        if !full {
-            for i in parent_by_folder
-                .get(folder.id.as_str())
-                .into_iter()
-                .flatten()
-            {
-                current.insert(i.id.clone(), (*i).clone());
-            }
-        }
-        let removed: HashSet<&str> = d.removed.iter().map(String::as_str).collect();
-        current.retain(|k, _| !removed.contains(k.as_str()));
-        // ... and apply what changed.
-        for s in d.changed {
-            let known = parent_items
-                .get(s.id.as_str())
-                .copied()
-                .filter(|p| p.change_key == s.change_key && repo.has_blob(&p.blob));
-            if let Some(p) = known {
-                let mut e = p.clone();
-                e.folder_id = folder.id.clone();
-                current.insert(s.id.clone(), e);
-                continue;
-            }
-            current.remove(&s.id);
+        // The parent's items of this folder (incremental), what changed
+        // applied; the rest was saved by an interrupted run or is exported.
+        let fresh = carry.folder(&folder.id, full, &d.removed, d.changed, |p| {
+            repo.has_blob(&p.blob)
+        });
+        for s in fresh {
             match checkpoint
                 .get(&s.id)
                 .filter(|c| c.change_key == s.change_key && repo.has_blob(&c.blob))
@@ -348,9 +321,9 @@ async fn backup_mailbox(
                 None => to_export.push(s),
             }
         }
-        kept.extend(current.into_values());
     }
-    summary.reused = kept.len();
+    let carried = carry.into_plan();
+    summary.reused = carried.len();
     summary.resumed = resumed.len();
 
     // 3. Export what is new or changed.
@@ -425,22 +398,16 @@ async fn backup_mailbox(
     pb.finish_and_clear();
 
     // 4. The snapshot.
-    kept.extend(saved);
-    kept.sort_by(|a, b| a.folder_id.cmp(&b.folder_id).then(a.id.cmp(&b.id)));
-    // Removed: in the parent, not in this snapshot (a moved item is
-    // removed from one folder's delta and added to another's).
-    if let Some(p) = &parent_list {
-        let now: HashSet<&str> = kept.iter().map(|i| i.id.as_str()).collect();
-        summary.removed = p.iter().filter(|i| !now.contains(i.id.as_str())).count();
-    }
-    snap.items = kept;
+    let (items, removed) = carried.finish(parent_list, saved);
+    summary.removed = removed;
+    snap.items = items;
     snap.folders = folders.into_values().collect();
     snap.complete = true;
     summary.folders = snap.folders.len();
     summary.items = snap.items.len();
     summary.errors = snap.errors.clone();
     let id = repo
-        .save_snapshot(&snap)
+        .save_snapshot(snap)
         .await
         .context("saving the snapshot")?;
     repo.delete_state(&checkpoint_name).await?;

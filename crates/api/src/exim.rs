@@ -467,6 +467,12 @@ fn decode_base64_in_place(buf: &mut [u8], start: usize, end: usize) -> Result<us
 }
 
 /// `POST {importUrl}`.
+/// The largest import request body: `max_item` bytes of FTS as base64 in
+/// the JSON object, with room for the other members.
+pub(crate) fn largest_import_body(max_item: u64) -> u64 {
+    max_item.div_ceil(3) * 4 + BODY_SLACK
+}
+
 pub async fn import_item(
     state: &AppState,
     raw_path: &str,
@@ -524,7 +530,7 @@ pub async fn import_item(
     }
 
     let max = state.exim.settings.max_item_size;
-    let limit = max.div_ceil(3) * 4 + BODY_SLACK;
+    let limit = largest_import_body(max);
     let mut buf = read_body(body, headers, limit, max).await?;
 
     // Locate Data (borrowed from the buffer) and parse the other members.

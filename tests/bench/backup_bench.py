@@ -32,6 +32,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -259,6 +260,10 @@ def main():
     }, indent=1))
     p.terminate()
     p.wait()
+    # The server's data and the repositories are ~2 GB: leave nothing behind.
+    shutil.rmtree(d, ignore_errors=True)
+    for repo in repos:
+        shutil.rmtree(os.path.dirname(repo), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -402,3 +402,20 @@ def test_prune_keep_last(world, first, second):
 
     no_rule = w.client("prune", "--repo", repo, check=False)
     assert no_rule.returncode != 0 and "no retention rule" in no_rule.stderr
+
+
+def test_mailbox_named_twice_in_one_run(world, first):
+    """By user and by id in one run: the second backup of the mailbox is an
+    incremental one on top of the first (its head is read again, not taken
+    from the run's one reading of the snapshot files)."""
+    w = world
+    repo = w.new_repo()
+    mb = w.mbx("alex")
+    result = w.client_json("backup", "--repo", repo, *w.conn(), "--mailbox", f"alex@{DOMAIN}",
+                           "--mailbox", mb)
+    assert result["ok"] is True, result
+    a, b = result["mailboxes"]
+    assert a["mailbox"] == b["mailbox"] == mb
+    assert a["parent"] is None and a["exported"] == a["items"] > 0
+    assert b["parent"] == a["snapshot"], result
+    assert b["exported"] == 0 and b["reused"] == a["items"], result

@@ -1242,6 +1242,30 @@ impl Repository {
             .map(|file| SnapshotHead { file }))
     }
 
+    /// The newest snapshot head of every mailbox that has a snapshot, from
+    /// one reading of the snapshot files (a run over many mailboxes asks
+    /// once instead of reading every snapshot file per mailbox).
+    pub async fn latest_snapshot_heads(&self) -> Result<HashMap<String, SnapshotHead>> {
+        let mut newest: HashMap<String, SnapshotFile> = HashMap::new();
+        for f in self.snapshot_files().await? {
+            match newest.entry(f.snapshot.mailbox_id.clone()) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let old = &e.get().snapshot;
+                    if (f.snapshot.time, &f.snapshot.id) > (old.time, &old.id) {
+                        e.insert(f);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(f);
+                }
+            }
+        }
+        Ok(newest
+            .into_iter()
+            .map(|(mailbox, file)| (mailbox, SnapshotHead { file }))
+            .collect())
+    }
+
     /// The item list of a snapshot whose head was read.
     pub async fn load_snapshot_items(&self, head: &SnapshotHead) -> Result<Vec<ItemEntry>> {
         self.load_items(&head.file).await

@@ -552,6 +552,14 @@ async fn snapshots_save_list_load_latest_and_chunked_items() {
     assert_eq!(head.item_count(), latest.items.len() as u64);
     assert_eq!(repo.load_snapshot_items(&head).await.unwrap(), latest.items);
     assert!(repo.latest_snapshot_head("nobody").await.unwrap().is_none());
+    // All mailboxes' newest heads at once: the same answers.
+    let heads = repo.latest_snapshot_heads().await.unwrap();
+    let mut mailboxes: Vec<&String> = heads.keys().collect();
+    mailboxes.sort();
+    assert_eq!(mailboxes, ["mbx-1", "mbx-2"]);
+    assert_eq!(heads["mbx-1"].snapshot().id, Some(id2.clone()));
+    assert_eq!(heads["mbx-2"].snapshot().id, Some(id3.clone()));
+    assert_eq!(heads["mbx-2"].item_count(), 0);
 
     assert!(matches!(
         repo.load_snapshot("zzzz").await,

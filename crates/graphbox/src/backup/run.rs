@@ -14,13 +14,13 @@
 //! 4. the snapshot (folder tree, items, delta links, per-item errors) is
 //!    saved last.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use backup::{FolderEntry, ItemEntry, ItemError, LockKind, Repository, Snapshot};
+use backup::{FolderEntry, ItemEntry, ItemError, LockKind, Repository, Snapshot, SnapshotHead};
 use bytes::Bytes;
 use clap::Args;
 use client::{DeltaResult, ExportOutcome, GraphClient, ItemSummary};
@@ -124,6 +124,17 @@ pub async fn run(a: BackupArgs) -> Result<()> {
             other => anyhow::Error::new(other).context("locking the repository"),
         })?;
     let started = Instant::now();
+    // Every mailbox's previous snapshot head, from one reading of the
+    // snapshot files. A mailbox named twice (by user and by id) reads its
+    // own new snapshot the second time.
+    let mut heads = if a.full {
+        HashMap::new()
+    } else {
+        repo.latest_snapshot_heads()
+            .await
+            .context("reading the previous snapshots")?
+    };
+    let mut done: HashSet<String> = HashSet::new();
     let mut summaries = Vec::new();
     for (key, mailbox) in keys.iter().zip(resolved) {
         let mut targets = Vec::new();
@@ -148,7 +159,18 @@ pub async fn run(a: BackupArgs) -> Result<()> {
         }
         for (id, label) in targets {
             let t0 = Instant::now();
-            let s = match backup_mailbox(&repo, &client, &id, &label, &a).await {
+            let head = if a.full {
+                Ok(None)
+            } else if done.insert(id.clone()) {
+                Ok(heads.remove(&id))
+            } else {
+                repo.latest_snapshot_head(&id).await
+            };
+            let result = match head {
+                Ok(head) => backup_mailbox(&repo, &client, &id, &label, head, &a).await,
+                Err(e) => Err(anyhow::Error::new(e).context("reading the previous snapshot")),
+            };
+            let s = match result {
                 Ok(s) => s,
                 Err(e) => MailboxSummary {
                     mailbox: id.clone(),
@@ -229,6 +251,7 @@ async fn backup_mailbox(
     client: &GraphClient,
     mbx: &str,
     label: &str,
+    head: Option<SnapshotHead>,
     a: &BackupArgs,
 ) -> Result<MailboxSummary> {
     let t0 = Instant::now();
@@ -240,13 +263,6 @@ async fn backup_mailbox(
     // The parent's head (folders, delta links) is one small file; its item
     // list, the checkpoint of an interrupted run and the delta requests do
     // not depend on each other, so they run together.
-    let head = if a.full {
-        None
-    } else {
-        repo.latest_snapshot_head(mbx)
-            .await
-            .context("reading the previous snapshot")?
-    };
     let parent_head = head.as_ref().map(|h| h.snapshot());
     summary.parent = parent_head.and_then(|p| p.id.as_ref().map(|i| i.0.clone()));
     let checkpoint_name = format!("checkpoint-{}", state_key(&[mbx]));

@@ -13,20 +13,23 @@
 //! connection is closed as before.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
 /// The request body, shared between the handler (which reads it through
-/// [`SharedBody`]) and this layer (which reads what the handler left).
+/// [`SharedBody`]) and this layer (which reads what the handler left), and
+/// whether anyone has asked for it yet.
 #[derive(Clone)]
-struct SharedBody(Arc<Mutex<Body>>);
+struct SharedBody(Arc<Mutex<Body>>, Arc<AtomicBool>);
 
 impl http_body::Body for SharedBody {
     type Data = Bytes;
@@ -36,6 +39,7 @@ impl http_body::Body for SharedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        self.1.store(true, Ordering::Relaxed);
         let mut body = self.0.lock().expect("request body lock");
         Pin::new(&mut *body).poll_frame(cx)
     }
@@ -51,15 +55,28 @@ impl http_body::Body for SharedBody {
 
 /// Middleware: runs the request, then reads and drops whatever part of its
 /// body (at most `limit` bytes in all) the handler did not read.
+///
+/// A client that sent `Expect: 100-continue` waits for a go-ahead before it
+/// sends the body; when the handler never asked for the body, that client
+/// sent nothing, so nothing is read (reading would send the go-ahead and
+/// make it upload a body only to be refused).
 pub async fn drain_unread_body(State(limit): State<u64>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let shared = SharedBody(Arc::new(Mutex::new(body)));
+    let expects_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let shared = SharedBody(Arc::new(Mutex::new(body)), Arc::default());
     let resp = next
         .run(Request::from_parts(parts, Body::new(shared.clone())))
         .await;
+    if expects_continue && !shared.1.load(Ordering::Relaxed) {
+        return resp;
+    }
     let announced = shared.size_hint().exact();
     if announced.is_none_or(|n| n <= limit) {
         let mut read = 0u64;

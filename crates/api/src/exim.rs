@@ -473,13 +473,13 @@ pub(crate) fn largest_import_body(max_item: u64) -> u64 {
     max_item.div_ceil(3) * 4 + BODY_SLACK
 }
 
-pub async fn import_item(
+/// The mailbox an import URL writes to, once its session token, the URL
+/// and the caller's access to the mailbox are checked.
+async fn import_mailbox(
     state: &AppState,
     raw_path: &str,
     query: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<(Version, store::Mailbox), ApiError> {
     let (version, mbx_key) = parse_import_path(raw_path)?;
     let Some(token) = query_param(query, "authtoken") else {
         return Err(unauthorized(
@@ -528,9 +528,27 @@ pub async fn import_item(
             "The caller of this import session may not write to this mailbox.",
         ));
     }
+    Ok((version, mbx))
+}
 
+pub async fn import_item(
+    state: &AppState,
+    raw_path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let max = state.exim.settings.max_item_size;
     let limit = largest_import_body(max);
+    // A refusal decided before the body is read (an expired session) goes
+    // out after the rest of the body was read: see `drain`.
+    let (version, mbx) = match import_mailbox(state, raw_path, query).await {
+        Ok(m) => m,
+        Err(e) => {
+            crate::drain::drain_unread(body, headers, limit).await;
+            return Err(e);
+        }
+    };
     let mut buf = read_body(body, headers, limit, max).await?;
 
     // Locate Data (borrowed from the buffer) and parse the other members.

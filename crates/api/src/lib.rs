@@ -150,18 +150,9 @@ impl AppState {
 
 /// The Graph router: `/v1.0/…` and `/beta/…`, every answer with
 /// `request-id` / `client-request-id` headers and Graph's error envelope.
-///
-/// A request body the handler left unread (an answer given before it, such
-/// as a 401 to an import with an expired session) is read and dropped, up
-/// to the largest import body, before the answer goes out: see `drain`.
 pub fn router(state: AppState) -> Router {
-    let largest_body = exim::largest_import_body(state.exim.settings.max_item_size);
     Router::new()
         .fallback(routes::dispatch)
         .layer(axum::middleware::from_fn(error::request_context))
-        .layer(axum::middleware::from_fn_with_state(
-            largest_body,
-            drain::drain_unread_body,
-        ))
         .with_state(state)
 }

@@ -65,27 +65,40 @@ async fn handle(state: &AppState, req: Request) -> Result<Response, ApiError> {
         return crate::exim::import_item(state, &raw_path, query.as_deref(), &parts.headers, body)
             .await;
     }
-    let (version, rest) = split_version(&raw_path)?;
-    let principal = state.authority.authenticate_async(req.headers()).await?;
-    let resource = parse_resource(rest)?;
-    let method = req.method().clone();
-    let allowed = allowed_methods(&resource);
-    if !allowed.contains(&method) {
-        let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-        return Err(ApiError::method_not_allowed(
-            method.as_str(),
-            &list.join(", "),
-        ));
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let checked = async {
+        let (version, rest) = split_version(&raw_path)?;
+        let principal = state.authority.authenticate_async(&parts.headers).await?;
+        let resource = parse_resource(rest)?;
+        let allowed = allowed_methods(&resource);
+        if !allowed.contains(&method) {
+            let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            return Err(ApiError::method_not_allowed(
+                method.as_str(),
+                &list.join(", "),
+            ));
+        }
+        Ok((version, principal, resource))
     }
+    .await;
+    let (version, principal, resource) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            // Refused from the headers alone: see `drain`.
+            let limit = crate::exim::largest_import_body(state.exim.settings.max_item_size);
+            crate::drain::drain_unread(body, &parts.headers, limit).await;
+            return Err(e);
+        }
+    };
     let ctx = Ctx {
         state,
         version,
         principal,
         raw_path: raw_path.clone(),
-        raw_query: req.uri().query().map(str::to_owned),
-        headers: req.headers().clone(),
+        raw_query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
     };
-    let body = req.into_body();
     match resource {
         Resource::ExchangeSettings(user) => ctx.exchange_settings(user).await,
         Resource::Mailbox(key) => ctx.mailbox(&key).await,

@@ -21,6 +21,7 @@ import pathlib
 import re
 import signal
 import subprocess
+import shutil
 import tempfile
 import threading
 import time
@@ -137,7 +138,11 @@ class World:
     """A data directory, its CLI, its running server and the backup client."""
 
     def __init__(self):
-        self.data_dir = tempfile.mkdtemp(prefix="graphbox-backup-")
+        # Everything the tests write (server data, repositories, .fts files)
+        # lives under one directory, removed when the module's tests are done
+        # (kept with GRAPHBOX_KEEP_TEST_DATA=1, for looking at a failure).
+        self.root = tempfile.mkdtemp(prefix="graphbox-backup-")
+        self.data_dir = os.path.join(self.root, "data")
         self.proc: subprocess.Popen | None = None
         self.base: str | None = None
         self.log: list[str] = []
@@ -243,8 +248,16 @@ class World:
     def restore(self, repo: str, snap: str, *extra: str, **kw):
         return self.client_json("restore", snap, "--repo", repo, *self.conn(), *extra, **kw)
 
+    def mkdtemp(self, prefix: str) -> str:
+        """A fresh directory under the world's root."""
+        return tempfile.mkdtemp(prefix=prefix, dir=self.root)
+
+    def cleanup(self) -> None:
+        if os.environ.get("GRAPHBOX_KEEP_TEST_DATA") != "1":
+            shutil.rmtree(self.root, ignore_errors=True)
+
     def new_repo(self) -> str:
-        path = os.path.join(tempfile.mkdtemp(prefix="graphbox-repo-"), "repo")
+        path = os.path.join(self.mkdtemp("repo-"), "repo")
         self.client("init", "--repo", path)
         return path
 
@@ -263,6 +276,7 @@ def world():
     w.start()
     yield w
     w.stop()
+    w.cleanup()
 
 
 def unique(prefix: str) -> str:

@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -232,7 +231,7 @@ def test_find_single_item_files_and_dry_run(world, first, second):
     assert bad.returncode != 0 and "not in the snapshot" in bad.stderr
 
     # To files: one .fts per item, byte-identical to the export.
-    out = tempfile.mkdtemp(prefix="graphbox-fts-")
+    out = w.mkdtemp("fts-")
     files = w.client_json("restore", snap, "--repo", repo, "--to-file", out)
     assert len(files["files"]) == 118
     for f in files["files"]:
@@ -241,7 +240,7 @@ def test_find_single_item_files_and_dry_run(world, first, second):
     assert len(glob.glob(os.path.join(out, "**", "*.fts"), recursive=True)) == 118
 
     # Dry runs change nothing.
-    dry_dir = tempfile.mkdtemp(prefix="graphbox-dry-")
+    dry_dir = w.mkdtemp("dry-")
     dry_files = w.client_json("restore", snap, "--repo", repo, "--to-file", dry_dir, "--dry-run")
     assert dry_files["dryRun"] is True and len(dry_files["files"]) == 118
     assert os.listdir(dry_dir) == []
@@ -263,7 +262,7 @@ def test_wrong_password_and_corrupt_pack(world, first, second):
     assert "Traceback" not in wrong.stderr and "panicked" not in wrong.stderr
 
     # A copy of the repository with one byte of a pack changed.
-    repo = os.path.join(tempfile.mkdtemp(prefix="graphbox-corrupt-"), "repo")
+    repo = os.path.join(w.mkdtemp("corrupt-"), "repo")
     shutil.copytree(first["repo"], repo)
     packs = sorted(glob.glob(os.path.join(repo, "data", "*", "*")), key=os.path.getsize)
     pack = packs[-1]
@@ -292,7 +291,7 @@ def test_wrong_password_and_corrupt_pack(world, first, second):
     assert {sha(v[2]) for v in got.values()} <= source
 
     # To files likewise: every readable item written, the broken one named.
-    out = tempfile.mkdtemp(prefix="graphbox-corrupt-fts-")
+    out = w.mkdtemp("corrupt-fts-")
     r = w.client("restore", snap, "--repo", repo, "--to-file", out, "--json", check=False)
     assert r.returncode != 0
     files = json.loads(r.stdout)
@@ -392,7 +391,7 @@ def test_prune_keep_last(world, first, second):
     assert v["ok"] is True, v
 
     # The kept snapshot still restores, byte for byte.
-    out = tempfile.mkdtemp(prefix="graphbox-pruned-")
+    out = w.mkdtemp("pruned-")
     snap = summary_of(second["result"], "megan")["snapshot"]
     files = w.client_json("restore", snap, "--repo", repo, "--to-file", out)
     assert len(files["files"]) == 118

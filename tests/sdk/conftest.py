@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -152,6 +153,18 @@ ALL_READ_ROLES = ",".join([
 MEGAN_SCOPES = " ".join([
     "User.Read.All", "MailboxFolder.Read", "MailboxItem.Read",
 ])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_temporary_root():
+    """Every temporary directory these tests make goes under one, removed at
+    the end of the session (kept with GRAPHBOX_KEEP_TEST_DATA=1)."""
+    root = tempfile.mkdtemp(prefix="graphbox-sdk-tests-")
+    before, tempfile.tempdir = tempfile.tempdir, root
+    yield
+    tempfile.tempdir = before
+    if os.environ.get("GRAPHBOX_KEEP_TEST_DATA") != "1":
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

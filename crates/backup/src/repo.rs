@@ -532,7 +532,7 @@ impl Repository {
         };
         let (master, prefetched, snapshots) = tokio::join!(
             unlock,
-            Self::fetch_index_files(&backend),
+            Self::fetch_files(&backend, "index"),
             Self::fetch_files(&backend, "snapshots"),
         );
         let master = master?;
@@ -566,13 +566,8 @@ impl Repository {
 
     /// (Re)loads every index file.
     pub(crate) async fn load_index(&self) -> Result<()> {
-        let raw = Self::fetch_index_files(&self.inner.backend).await?;
+        let raw = Self::fetch_files(&self.inner.backend, "index").await?;
         self.install_index(raw).await
-    }
-
-    /// The name and bytes of every index file.
-    async fn fetch_index_files(backend: &Backend) -> Result<Vec<(String, Bytes)>> {
-        Self::fetch_files(backend, "index").await
     }
 
     /// The name and bytes of every file in `dir`.
@@ -933,14 +928,7 @@ impl Repository {
             wait,
         )
         .await?;
-        let listed: HashSet<String> = self
-            .inner
-            .backend
-            .list("index")
-            .await?
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
+        let listed: HashSet<String> = self.file_names("index").await?.into_iter().collect();
         if listed != self.inner.lock_state().index_files {
             self.load_index().await?;
         }
@@ -1070,10 +1058,15 @@ impl Repository {
     }
 
     pub(crate) async fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.file_names("snapshots").await
+    }
+
+    /// The names of the files in `dir`.
+    async fn file_names(&self, dir: &str) -> Result<Vec<String>> {
         Ok(self
             .inner
             .backend
-            .list("snapshots")
+            .list(dir)
             .await?
             .into_iter()
             .map(|f| f.name)
@@ -1231,15 +1224,7 @@ impl Repository {
     /// large mailbox's snapshot, come from [`Repository::load_snapshot_items`],
     /// which a caller can run beside its own work.
     pub async fn latest_snapshot_head(&self, mailbox_id: &str) -> Result<Option<SnapshotHead>> {
-        Ok(self
-            .snapshot_files()
-            .await?
-            .into_iter()
-            .filter(|f| f.snapshot.mailbox_id == mailbox_id)
-            .max_by(|a, b| {
-                (a.snapshot.time, &a.snapshot.id).cmp(&(b.snapshot.time, &b.snapshot.id))
-            })
-            .map(|file| SnapshotHead { file }))
+        Ok(self.latest_snapshot_heads().await?.remove(mailbox_id))
     }
 
     /// The newest snapshot head of every mailbox that has a snapshot, from

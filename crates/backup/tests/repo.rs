@@ -1048,24 +1048,22 @@ async fn taking_the_lock_reloads_an_index_a_prune_changed() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().to_str().unwrap().to_string();
     let repo = init_dir(dir.path()).await;
-    let (old, _) = repo.put_blob(noise(1, 50_000)).await.unwrap();
-    repo.flush().await.unwrap();
-    repo.save_snapshot(snapshot(
+    let old = save_one_item(
+        &repo,
         "m",
         datetime!(2026-01-01 00:00 UTC),
-        vec![item("1", "inbox", "c", "old", "x", old)],
-    ))
-    .await
-    .unwrap();
-    let (new, _) = repo.put_blob(noise(2, 50_000)).await.unwrap();
-    repo.flush().await.unwrap();
-    repo.save_snapshot(snapshot(
+        "1",
+        noise(1, 50_000),
+    )
+    .await;
+    let new = save_one_item(
+        &repo,
         "m",
         datetime!(2026-01-02 00:00 UTC),
-        vec![item("2", "inbox", "c", "new", "x", new)],
-    ))
-    .await
-    .unwrap();
+        "2",
+        noise(2, 50_000),
+    )
+    .await;
 
     // Opened (index read) before the prune; locks after it.
     let waiting = Repository::open(&url, PASSWORD).await.unwrap();

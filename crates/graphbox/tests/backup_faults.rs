@@ -6,13 +6,15 @@
 //! and the restore through the same proxy must bring every item back.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use client::testing::{FaultPlan, FaultProxy};
 use client::{Credential, GraphClient, Profile};
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphbox");
+mod common;
+
+use common::BIN;
+
 const DOMAIN: &str = "contoso.test";
 const PASSWORD: &str = "fault tolerant password";
 const ROLES: &[&str] = &[
@@ -24,18 +26,12 @@ const ROLES: &[&str] = &[
 ];
 
 struct Deployment {
+    // Stopped before its directory is removed (fields drop in order).
+    _server: common::Server,
     dir: tempfile::TempDir,
-    server: Child,
     direct_url: String,
     app_id: String,
     secret: String,
-}
-
-impl Drop for Deployment {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
 }
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -147,45 +143,12 @@ fn deploy(public: &str) -> Deployment {
         .to_owned();
     admin_json(&d, &["consent", "grant", "--app", &app_id]);
 
-    // `serve` prints its public URL (the proxy's), not the address it
-    // listens on: give it a free port of our choosing.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server = Command::new(BIN)
-        .args([
-            "serve",
-            "--data-dir",
-            &d,
-            "--listen",
-            &listen,
-            "--public-url",
-            public,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("graphbox serve starts");
-    let stdout = server.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("graphbox serve printed its address")
-            .unwrap();
-        if line.contains("listening on ") {
-            break;
-        }
-    }
-    // Keep draining the server's output so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let direct_url = format!("http://{listen}");
+    // `serve` prints its public URL (the proxy's); the tests also talk to
+    // the address it listens on.
+    let (server, direct_url) = common::serve(&d, &["--public-url", public]);
     Deployment {
         dir,
-        server,
+        _server: server,
         direct_url,
         app_id,
         secret,

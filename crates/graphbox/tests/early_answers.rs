@@ -3,50 +3,24 @@
 //! sending a large body, instead of a reset connection: the server reads and
 //! drops the rest of the body first (up to the largest import it accepts).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphbox");
-
-struct Server {
-    child: Child,
+/// A `graphbox serve --demo` in a data directory of its own.
+struct Demo {
+    // Stopped before its directory is removed (fields drop in order).
+    _server: common::Server,
     base: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(extra: &[&str]) -> Server {
+fn start(extra: &[&str]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env_remove("GRAPHBOX_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("graphbox starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server prints its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            break rest.trim().trim_end_matches('/').to_owned();
-        }
-    };
-    // Keep reading its output so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
+    let data = dir.path().join("data");
+    let mut args = vec!["--demo"];
+    args.extend_from_slice(extra);
+    let (server, base) = common::serve(data.to_str().unwrap(), &args);
+    Demo {
+        _server: server,
         base,
         _dir: dir,
     }

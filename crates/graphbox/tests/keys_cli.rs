@@ -2,13 +2,14 @@
 //! signing key at start, publishing both keys and issuing tokens with the
 //! configured lifetime: real processes, a real data directory.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use store::MetaStore;
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphbox");
+mod common;
+
+use common::{BIN, serve};
 
 fn run(dir: &str, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
@@ -92,45 +93,6 @@ fn admin_keys_list_and_rotate() {
 }
 
 /// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &str, extra: &[&str]) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .args(["--data-dir", dir, "serve", "--listen", &listen])
-        .args(extra)
-        .env_remove("GRAPHBOX_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("graphbox serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("graphbox serve printed its address")
-            .unwrap();
-        if line.contains("listening on ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    (server, format!("http://{listen}"))
-}
 
 #[tokio::test]
 async fn serve_rotates_an_overdue_key_and_issues_configured_lifetimes() {

@@ -107,3 +107,24 @@ pub fn snapshot(mailbox: &str, time: time::OffsetDateTime, items: Vec<ItemEntry>
     s.items = items;
     s
 }
+
+/// Stores `data` (flushed: a pack and index file of its own) and saves a
+/// snapshot of `mailbox` at `time` whose only item `id` refers to it.
+pub async fn save_one_item(
+    repo: &Repository,
+    mailbox: &str,
+    time: time::OffsetDateTime,
+    id: &str,
+    data: Bytes,
+) -> backup::BlobId {
+    let (blob, _) = repo.put_blob(data).await.unwrap();
+    repo.flush().await.unwrap();
+    repo.save_snapshot(snapshot(
+        mailbox,
+        time,
+        vec![item(id, "inbox", "c", id, "x", blob)],
+    ))
+    .await
+    .unwrap();
+    blob
+}

@@ -213,6 +213,10 @@ mod tests {
         }
     }
 
+    fn summary_ids(items: &[ItemSummary]) -> Vec<&str> {
+        items.iter().map(|s| s.id.as_str()).collect()
+    }
+
     fn ids(items: &[ItemEntry]) -> Vec<String> {
         items
             .iter()
@@ -243,10 +247,7 @@ mod tests {
             vec![changed("a3", "A", "2"), changed("a1", "A", "1")],
             |_| true,
         );
-        assert_eq!(
-            fresh.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            ["a3"]
-        );
+        assert_eq!(summary_ids(&fresh), ["a3"]);
         // B: b1 moved here from C's point of view: c1 arrives unchanged;
         // b2 is new content.
         let fresh = carry.folder(
@@ -256,10 +257,7 @@ mod tests {
             vec![changed("c1", "B", "1"), changed("new", "B", "1")],
             |_| true,
         );
-        assert_eq!(
-            fresh.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            ["new"]
-        );
+        assert_eq!(summary_ids(&fresh), ["new"]);
         // C: c1 left (removed from C's delta).
         let fresh = carry.folder("C", false, &["c1".into()], vec![], |_| true);
         assert!(fresh.is_empty());
@@ -290,10 +288,7 @@ mod tests {
             vec![changed("a1", "A", "1"), changed("a3", "A", "9")],
             |_| true,
         );
-        assert_eq!(
-            fresh.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            ["a3"]
-        );
+        assert_eq!(summary_ids(&fresh), ["a3"]);
         let plan = carry.into_plan();
         let (items, removed) = plan.finish(parent.clone(), vec![entry("a3", "A", "9")]);
         // B and C had no delta (gone): their items are not carried.

@@ -1,13 +1,16 @@
 //! Repository throughput: `put_blob` of realistic 10 KB and 1 MB items
 //! (demo mailbox content) against a memcpy baseline, and `get_blob`
 //! (restore). Single-threaded runtime: the numbers are per core.
+//! `snapshot_10k`: saving and loading the item list of a 10,000-item
+//! mailbox (what every incremental backup does once), against cloning the
+//! list in memory.
 //!
 //! `cargo bench -p backup --bench repo`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use backup::{InitOptions, KdfParams, Repository};
+use backup::{BlobId, InitOptions, ItemEntry, KdfParams, Repository, Snapshot};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -152,5 +155,66 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// A realistic item list entry.
+fn entry(n: usize) -> ItemEntry {
+    let t = time::OffsetDateTime::from_unix_timestamp(1_700_000_000 + n as i64).unwrap();
+    let mut blob = [0u8; 32];
+    blob[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    ItemEntry {
+        id: format!("AAMkAGI2TG93AAA{n:0>40}AAA="),
+        folder_id: "AAMkAGI2TG93AAAuAAAAAAAaDDUIO3yHSJ2BO7l5KR6TAQBSB6c4AAA=".into(),
+        change_key: format!("CQAAABYAAAB{n:0>20}"),
+        item_type: "IPM.Note".into(),
+        size: 20_000 + n as u64,
+        created: Some(t),
+        modified: Some(t),
+        subject: Some(format!("Quarterly planning notes, part {n}")),
+        sender: Some("Megan Bowen <megan@contoso.test>".into()),
+        categories: vec!["Blue category".into()],
+        blob: BlobId(blob),
+    }
+}
+
+fn bench_snapshot(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let items: Vec<ItemEntry> = (0..10_000).map(entry).collect();
+    let repo = rt.block_on(async {
+        Repository::init_with("memory://", "bench", opts())
+            .await
+            .unwrap()
+    });
+    let mut g = c.benchmark_group("snapshot_10k");
+    g.throughput(Throughput::Elements(items.len() as u64));
+    g.bench_function("clone_baseline", |b| b.iter(|| black_box(items.clone())));
+    // One item differs per save (as in an incremental run), so every chunk
+    // is new content.
+    let mut n = 0u64;
+    g.bench_function("save_snapshot", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut snap = Snapshot::new("MBX:bench", "bench");
+            snap.items = items.clone();
+            snap.items[0].size = n;
+            rt.block_on(async { black_box(repo.save_snapshot(snap).await.unwrap()) })
+        })
+    });
+    let head = rt.block_on(async {
+        let mut snap = Snapshot::new("MBX:bench", "bench");
+        snap.items = items.clone();
+        repo.save_snapshot(snap).await.unwrap();
+        repo.latest_snapshot_head("MBX:bench")
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    g.bench_function("load_snapshot_items", |b| {
+        b.iter(|| rt.block_on(async { black_box(repo.load_snapshot_items(&head).await.unwrap()) }))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_snapshot);
 criterion_main!(benches);

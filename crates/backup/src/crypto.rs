@@ -47,13 +47,24 @@ pub struct BlobId(pub [u8; 32]);
 impl BlobId {
     /// The hex form.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_into(&mut [0; 64]).to_string()
+    }
+
+    /// The hex form, written into `buf` (no allocation: item lists and
+    /// index files hold one id per item).
+    fn hex_into<'a>(&self, buf: &'a mut [u8; 64]) -> &'a str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, b) in buf.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 15)];
+        }
+        std::str::from_utf8(buf).expect("hex digits are ASCII")
     }
 }
 
 impl fmt::Display for BlobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(self.hex_into(&mut [0; 64]))
     }
 }
 
@@ -72,19 +83,37 @@ impl FromStr for BlobId {
 
 impl Serialize for BlobId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        s.serialize_str(self.hex_into(&mut [0; 64]))
     }
 }
 
 impl<'de> Deserialize<'de> for BlobId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BlobId, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = BlobId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<BlobId, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        // Parsed from the JSON text in place, not copied into a String.
+        d.deserialize_str(Hex)
     }
 }
 
-/// Parses 64 hex digits.
+/// Parses 64 hex digits (either case).
 pub(crate) fn parse_id32(s: &str) -> Result<[u8; 32]> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
     let mut out = [0u8; 32];
     if s.len() != 64 {
         return Err(Error::invalid(
@@ -92,8 +121,17 @@ pub(crate) fn parse_id32(s: &str) -> Result<[u8; 32]> {
             format!("'{s}' is not 64 hex digits (it has {} characters)", s.len()),
         ));
     }
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|e| Error::invalid("id", format!("'{s}' is not hex: {e}")))?;
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => *o = hi << 4 | lo,
+            _ => {
+                return Err(Error::invalid(
+                    "id",
+                    format!("'{s}' is not hex: it has other characters than 0-9 and a-f"),
+                ));
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -497,6 +535,41 @@ pub(crate) fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blob_ids_in_hex_both_ways() {
+        let mut raw = [0u8; 32];
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37) ^ 0xa5;
+        }
+        let id = BlobId(raw);
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(id.to_hex(), hex);
+        assert_eq!(id.to_string(), hex);
+        assert_eq!(hex.parse::<BlobId>().unwrap(), id);
+        assert_eq!(hex.to_uppercase().parse::<BlobId>().unwrap(), id);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{hex}\""));
+        assert_eq!(serde_json::from_str::<BlobId>(&json).unwrap(), id);
+        // An escaped digit (the parser hands over a copied string).
+        let escaped = format!("\"\\u00{:x}{}\"", hex.as_bytes()[0], &hex[1..]);
+        assert_eq!(serde_json::from_str::<BlobId>(&escaped).unwrap(), id);
+
+        for bad in [
+            &hex[..63],
+            &format!("{hex}0"),
+            &format!("g{}", &hex[1..]),
+            "",
+        ] {
+            let e = bad.parse::<BlobId>().unwrap_err().to_string();
+            assert!(e.contains("id"), "{bad}: {e}");
+        }
+        let non_ascii = format!("é{}", &hex[2..]);
+        assert_eq!(non_ascii.len(), 64);
+        assert!(non_ascii.parse::<BlobId>().is_err());
+        assert!(serde_json::from_str::<BlobId>("\"abc\"").is_err());
+        assert!(serde_json::from_str::<BlobId>("17").is_err());
+    }
 
     fn kdf(memory_kib: u32, iterations: u32, parallelism: u32) -> KdfJson {
         KdfJson {

@@ -26,7 +26,7 @@ pub use crypto::{BlobId, KdfParams};
 pub use error::{Error, Result};
 pub use find::{FindHit, FindQuery};
 pub use lock::{LockGuard, LockKind, LockRecord};
-pub use meta::{ExtractedMeta, Sender, extract};
+pub use meta::{ExtractedMeta, Sender, extract, extract_bytes};
 pub use pack::{BlobKind, PackEntry};
 pub use prune::PruneReport;
 pub use repo::{

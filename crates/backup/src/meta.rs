@@ -47,14 +47,19 @@ pub struct ExtractedMeta {
 /// Reads an item's metadata from its FTS (raw or framed as `exportItems`
 /// returns it).
 pub fn extract(fts: &[u8]) -> Result<ExtractedMeta> {
-    if fts.is_empty() {
+    extract_bytes(&Bytes::copy_from_slice(fts))
+}
+
+/// [`extract`] of bytes already in a shared buffer (not copied: the
+/// decoded properties and attachments are slices of it).
+pub fn extract_bytes(bytes: &Bytes) -> Result<ExtractedMeta> {
+    if bytes.is_empty() {
         return Err(Error::invalid(
             "item content",
             "it is empty: an item's FTS stream is at least a property list",
         ));
     }
-    let bytes = Bytes::copy_from_slice(fts);
-    let decoded = fts::decode(&bytes).map_err(|e| {
+    let decoded = fts::decode(bytes).map_err(|e| {
         Error::invalid(
             "item content",
             format!(
@@ -91,6 +96,6 @@ pub fn extract(fts: &[u8]) -> Result<ExtractedMeta> {
         size: view
             .message_size()
             .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(fts.len() as u64),
+            .unwrap_or(bytes.len() as u64),
     })
 }

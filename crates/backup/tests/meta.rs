@@ -55,3 +55,18 @@ fn rejects_what_is_not_an_item() {
     assert!(err.to_string().contains("not a valid FTS stream"), "{err}");
     assert!(extract(&[]).is_err());
 }
+
+#[test]
+fn extract_of_a_shared_buffer_reads_the_same() {
+    let b = MessageBuilder::mail()
+        .subject("Shared")
+        .from(Mailbox::new("Ann Lee", "ann@contoso.com"));
+    for fts in [b.to_fts_bytes(), b.to_framed_bytes()] {
+        let shared = bytes::Bytes::from(fts.clone());
+        let from_slice = extract(&fts).unwrap();
+        let from_bytes = backup::extract_bytes(&shared).unwrap();
+        assert_eq!(from_bytes.subject.as_deref(), Some("Shared"));
+        assert_eq!(from_bytes, from_slice);
+    }
+    assert!(backup::extract_bytes(&bytes::Bytes::new()).is_err());
+}

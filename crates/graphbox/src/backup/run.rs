@@ -544,7 +544,7 @@ async fn store_item(
         bail!("the server exported item {id}, which was not asked for");
     };
     let for_meta: Bytes = data.clone();
-    let meta = tokio::task::spawn_blocking(move || backup::extract(&for_meta))
+    let meta = tokio::task::spawn_blocking(move || backup::extract_bytes(&for_meta))
         .await
         .context("the metadata task failed")?;
     let meta = match meta {

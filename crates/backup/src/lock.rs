@@ -20,6 +20,25 @@ use crate::backend::Backend;
 use crate::crypto::{self, aad};
 use crate::error::{Error, Result};
 
+/// Removals of lock files whose guards were dropped (not released): on an
+/// object store each is a task on the runtime, which a program must let
+/// finish before it exits ([`finish_releases`]); a runtime that shuts down
+/// cancels unfinished tasks, which would leave the lock file for other hosts
+/// to wait on until it is stale.
+static PENDING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits (up to `within`) for the removal of every lock file whose guard
+/// was dropped so far. Call it before the runtime shuts down. `false` when
+/// some removal had not finished in time (its lock file goes stale after
+/// [`STALE_AFTER`]).
+pub async fn finish_releases(within: Duration) -> bool {
+    let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
+    tokio::time::timeout(within, futures::future::join_all(pending))
+        .await
+        .is_ok()
+}
+
 /// A lock not refreshed for this long is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How often a held lock is refreshed.
@@ -264,7 +283,9 @@ pub(crate) async fn acquire(
 }
 
 /// A held lock: refreshed in the background, removed on
-/// [`LockGuard::release`] or drop.
+/// [`LockGuard::release`] or drop. On an object store a drop removes it
+/// from a task on the runtime: a program that drops guards calls
+/// [`finish_releases`] before its runtime shuts down.
 pub struct LockGuard {
     backend: Backend,
     name: String,
@@ -341,11 +362,12 @@ impl Drop for LockGuard {
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let backend = self.backend.clone();
-            handle.spawn(async move {
+            let task = handle.spawn(async move {
                 if let Err(e) = backend.delete(&key).await {
                     tracing::warn!(lock = %key, error = %e, "could not remove the repository lock");
                 }
             });
+            PENDING.lock().unwrap_or_else(|e| e.into_inner()).push(task);
         }
     }
 }

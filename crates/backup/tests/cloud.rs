@@ -95,6 +95,15 @@ async fn exercise(url: &str) {
         .unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
     held.release().await.unwrap();
+    // A guard dropped instead of released: its lock file goes once the
+    // removal task finished, which a program waits for before it exits.
+    let dropped = repo
+        .lock(LockKind::Shared, "find", Duration::ZERO)
+        .await
+        .unwrap();
+    drop(dropped);
+    assert!(backup::lock::finish_releases(Duration::from_secs(30)).await);
+    assert!(reopened.list_locks().await.unwrap().is_empty());
 
     // A second snapshot without the large item; keep-last 1 reclaims it.
     let mut s2 = s.clone();

@@ -101,6 +101,21 @@ pub struct InitArgs {
 }
 
 pub async fn run(cmd: ClientCmd) -> Result<()> {
+    let result = run_command(cmd).await;
+    // A command's repository lock is dropped on its way out, success or
+    // error; on an object store the lock file is removed by a task, which
+    // must finish before the runtime shuts down (or other hosts would find
+    // the lock and wait for it to go stale).
+    if !backup::lock::finish_releases(Duration::from_secs(30)).await {
+        eprintln!(
+            "warning: the repository lock could not be removed in time; other hosts see it until it is {} minutes old",
+            backup::lock::STALE_AFTER.as_secs() / 60
+        );
+    }
+    result
+}
+
+async fn run_command(cmd: ClientCmd) -> Result<()> {
     match cmd {
         ClientCmd::Init(a) => {
             let password = a.repo.password()?;

@@ -367,7 +367,11 @@ impl Drop for LockGuard {
                     tracing::warn!(lock = %key, error = %e, "could not remove the repository lock");
                 }
             });
-            PENDING.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+            let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+            // A long-lived program that never calls `finish_releases` keeps
+            // only the unfinished ones.
+            pending.retain(|t| !t.is_finished());
+            pending.push(task);
         }
     }
 }

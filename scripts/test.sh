@@ -55,6 +55,6 @@ if [ -d tests/sdk ] && ls tests/sdk/test_*.py >/dev/null 2>&1; then
   echo "== scale-out: two instances on one PostgreSQL + S3; admin migrate SQLite -> PostgreSQL + S3"
   .venv/bin/python -m pytest -q tests/scale
 
-  echo "== backup client end to end: backup, incremental, restore, kill -9, locks, prune"
+  echo "== backup client end to end: backup, incremental, restore, kill -9, locks, prune, object-store repositories"
   .venv/bin/python -m pytest -q tests/backup
 fi

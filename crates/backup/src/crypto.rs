@@ -127,7 +127,7 @@ pub(crate) fn parse_id32(s: &str) -> Result<[u8; 32]> {
             _ => {
                 return Err(Error::invalid(
                     "id",
-                    format!("'{s}' is not hex: it has other characters than 0-9 and a-f"),
+                    format!("'{s}' is not hex: it has characters other than 0-9, a-f and A-F"),
                 ));
             }
         }

@@ -57,40 +57,10 @@ def main():
 
 
 def setup(srv, d, n_items):
-    run = bb.run
-    run(srv, d, "admin", "tenant", "create", "--domain", bb.DOMAIN, "--name", "Bench")
-    u = json.loads(run(srv, d, "admin", "user", "create", "--tenant", bb.DOMAIN, "--upn",
-                       f"u@{bb.DOMAIN}", "--name", "U", "--json"))
-    mbx = u["primaryMailboxId"]
-    split = [("inbox", n_items * 6 // 10), ("sentitems", n_items * 3 // 10)]
-    split.append(("deleteditems", n_items - sum(n for _, n in split)))
-    for k, (folder, n) in enumerate(split):
-        run(srv, d, "admin", "seed", "--mailbox", mbx, "--items", str(n), "--folder", folder,
-            "--seed", str(k + 1))
-    app = json.loads(run(srv, d, "admin", "app", "create", "--tenant", bb.DOMAIN, "--name", "B",
-                         "--json"))["appId"]
-    for r in bb.ROLES:
-        run(srv, d, "admin", "app", "permission", "add", "--app", app, "--permission", r,
-            "--type", "application")
-    secret = json.loads(run(srv, d, "admin", "app", "secret", "add", "--app", app,
-                            "--json"))["secretText"]
-    run(srv, d, "admin", "consent", "grant", "--app", app)
-    token = run(srv, d, "token", "--tenant", bb.DOMAIN, "--app", app, "--roles",
-                ",".join(bb.ROLES)).strip()
-    p, base = bb.start(srv, d)
-    mp = f"/v1.0/admin/exchange/mailboxes/{mbx}"
-    c = bb.conn(base)
-    items = []
-    for folder, _ in split:
-        url = f"{mp}/folders/{folder}/items?$top=1000&$select=id,changeKey"
-        while url:
-            body = bb.req(c, "GET", url, token=token)
-            items += [(folder, v["id"], v["changeKey"]) for v in body["value"]]
-            url = body.get("@odata.nextLink")
-            if url:
-                url = url[len(base):]
-    env = dict(os.environ, GRAPHBOX_CLIENT_SECRET=secret, GRAPHBOX_REPO_PASSWORD=bb.PASSWORD)
-    conn_args = ["--graph", base, "--tenant", bb.DOMAIN, "--client-id", app]
+    """The server and mailbox (`backup_bench.Setup`), a client runner, the
+    client's connection arguments and round r's change of 1% of the items."""
+    w = bb.Setup(srv, d, n_items)
+    env, conn_args = w.client_env(), w.conn_args()
 
     def run_client(b, *args, perf_stat=False):
         """(wall s, client CPU s, server CPU s, page faults, task clock ms, stdout)"""
@@ -100,7 +70,7 @@ def setup(srv, d, n_items):
             stat = os.path.join(d, f"stat-{time.monotonic_ns()}")
             pre = ["perf", "stat", "-x,", "-o", stat, "-e", "page-faults,task-clock"]
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        s0 = bb.server_cpu(p.pid)
+        s0 = bb.server_cpu(w.p.pid)
         t0 = time.perf_counter()
         res = subprocess.run([*pre, b, *args], capture_output=True, text=True, env=env)
         dt = time.perf_counter() - t0
@@ -116,33 +86,20 @@ def setup(srv, d, n_items):
                 if len(f) > 2 and f[2] == "task-clock":
                     clock = float(f[0])
         cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
-        return dt, cpu, bb.server_cpu(p.pid) - s0, faults, clock, res.stdout
+        return dt, cpu, bb.server_cpu(w.p.pid) - s0, faults, clock, res.stdout
 
-    source = bb.conn(base)
-    upath = bb.req(source, "POST", f"{mp}/createImportSession", b"", token)["importUrl"][len(base):]
-    keys = {i: (f, ck) for f, i, ck in items}
-    ids = [i for _, i, _ in items]
+    changes = bb.Changes(w)
+    ids = [i for _, i, _ in w.items]
     n_change = max(1, n_items // 100)
 
     def change(r):
-        """Round r's 1%: update-mode imports of other items' content."""
+        """Round r's 1%: other items' content imported in update mode."""
         start = (r * n_change) % len(ids)
-        chosen = (ids[start:] + ids[:start])[:n_change]
-        donors = (ids[::-1][start:] + ids[::-1][:start])[:n_change]
-        data = {}
-        for k in range(0, len(donors), 20):
-            for v in bb.req(source, "POST", f"{mp}/exportItems", {"itemIds": donors[k:k + 20]},
-                            token)["value"]:
-                data[v["itemId"]] = v["data"]
-        for target, donor in zip(chosen, donors):
-            folder, ck = keys[target]
-            done = bb.req(source, "POST", upath, {"FolderId": folder, "Mode": "update",
-                                                  "ItemId": target, "ChangeKey": ck,
-                                                  "Data": data[donor]})
-            keys[target] = (folder, done["changeKey"])
+        changes.apply((ids[start:] + ids[:start])[:n_change],
+                      (ids[::-1][start:] + ids[::-1][:start])[:n_change])
         return n_change
 
-    return p, run_client, conn_args, change
+    return w.p, run_client, conn_args, change
 
 
 def paired(first, other):
@@ -152,51 +109,54 @@ def paired(first, other):
 
 
 def report(a, bins, d, p, run_client, conn_args, change):
+    """Everything per binary is kept by its position, so a binary named twice
+    (an A/A run, to see the noise alone) gets a repository of its own."""
     mailbox = ["--mailbox", f"u@{bb.DOMAIN}", "--json"]
-    names = {b: f"{i}:{b}" for i, b in enumerate(bins)}
-    repos = {}
-    for i, b in enumerate(bins):
-        repos[b] = os.path.join(d, f"repo-{i}")
-        run_client(b, "init", "--repo", repos[b])
-        run_client(b, "backup", "--repo", repos[b], *conn_args, *mailbox)
+    names = [f"{i}:{b}" for i, b in enumerate(bins)]
+    order = list(range(len(bins)))
+    repos = [os.path.join(d, f"repo-{i}") for i in order]
+    for i in order:
+        run_client(bins[i], "init", "--repo", repos[i])
+        run_client(bins[i], "backup", "--repo", repos[i], *conn_args, *mailbox)
     if a.full_runs:
-        full = {b: [] for b in bins}
+        full = [[] for _ in order]
         for k in range(a.full_runs):
-            for b in bins if k % 2 == 0 else bins[::-1]:
+            for i in order if k % 2 == 0 else order[::-1]:
                 repo = os.path.join(d, "full-repo")
-                run_client(b, "init", "--repo", repo)
-                dt, cpu, _, _, _, out = run_client(b, "backup", "--repo", repo, *conn_args, *mailbox)
+                run_client(bins[i], "init", "--repo", repo)
+                dt, cpu, _, _, _, out = run_client(bins[i], "backup", "--repo", repo, *conn_args,
+                                                   *mailbox)
                 assert json.loads(out)["mailboxes"][0]["exported"] == a.items
-                full[b].append((dt, cpu))
+                full[i].append((dt, cpu))
                 shutil.rmtree(repo)
-        for b in bins:
-            print(f"full  {names[b]}: wall {statistics.median(x[0] for x in full[b]):.3f} s, "
-                  f"client CPU {statistics.median(x[1] for x in full[b]):.2f} s "
-                  f"({', '.join(f'{x[0]:.2f}' for x in full[b])})")
-        for b in bins[1:]:
-            print(f"full  {names[b]} vs {names[bins[0]]}: "
-                  + paired([x[0] for x in full[bins[0]]], [x[0] for x in full[b]]))
-    incr = {b: [] for b in bins}
+        for i in order:
+            print(f"full  {names[i]}: wall {statistics.median(x[0] for x in full[i]):.3f} s, "
+                  f"client CPU {statistics.median(x[1] for x in full[i]):.2f} s "
+                  f"({', '.join(f'{x[0]:.2f}' for x in full[i])})")
+        for i in order[1:]:
+            print(f"full  {names[i]} vs {names[0]}: "
+                  + paired([x[0] for x in full[0]], [x[0] for x in full[i]]))
+    incr = [[] for _ in order]
     for r in range(a.rounds):
         n = change(r)
-        for b in bins if r % 2 == 0 else bins[::-1]:
-            res = run_client(b, "backup", "--repo", repos[b], *conn_args, *mailbox,
+        for i in order if r % 2 == 0 else order[::-1]:
+            res = run_client(bins[i], "backup", "--repo", repos[i], *conn_args, *mailbox,
                              perf_stat=a.perf_stat)
             s = json.loads(res[5])["mailboxes"][0]
             assert s["exported"] == n and s["items"] == a.items, s
-            incr[b].append(res[:5])
-    for b in bins:
-        xs = incr[b]
-        line = (f"incr  {names[b]}: wall {statistics.median(x[0] for x in xs) * 1000:.1f} ms, "
+            incr[i].append(res[:5])
+    for i in order:
+        xs = incr[i]
+        line = (f"incr  {names[i]}: wall {statistics.median(x[0] for x in xs) * 1000:.1f} ms, "
                 f"client CPU {statistics.median(x[1] for x in xs) * 1000:.0f} ms, "
                 f"server CPU {statistics.median(x[2] for x in xs) * 1000:.0f} ms")
         if a.perf_stat:
             line += (f", page faults {statistics.median(x[3] for x in xs):.0f}, "
                      f"task clock {statistics.median(x[4] for x in xs):.1f} ms")
         print(line)
-    for b in bins[1:]:
-        print(f"incr  {names[b]} vs {names[bins[0]]}: "
-              + paired([x[0] for x in incr[bins[0]]], [x[0] for x in incr[b]]))
+    for i in order[1:]:
+        print(f"incr  {names[i]} vs {names[0]}: "
+              + paired([x[0] for x in incr[0]], [x[0] for x in incr[i]]))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ over three folders):
 Every figure is the median of 3 runs (9 for the incremental run, which is
 short enough for this shared machine's noise to move a median of 3 by 20%);
 each timed run starts after a sync(2), so none inherits the previous run's
-writeback. The client, the server and the
-benchmark script share the machine's cores.
+writeback. The client, the server and the benchmark script share the
+machine's cores.
 
     cargo build --release -p graphbox
     python3 tests/bench/backup_bench.py --bin target/release/graphbox
@@ -112,6 +112,77 @@ def du(path):
     return total
 
 
+class Setup:
+    """A data directory with a tenant, an app holding the backup roles and
+    one mailbox of `n_items` seeded items in three folders (60/30/10%), served
+    by a running `graphbox serve` (`p`, at `base`)."""
+
+    def __init__(self, bin_, d, n_items):
+        run(bin_, d, "admin", "tenant", "create", "--domain", DOMAIN, "--name", "Bench")
+        u = json.loads(run(bin_, d, "admin", "user", "create", "--tenant", DOMAIN, "--upn",
+                           f"u@{DOMAIN}", "--name", "U", "--json"))
+        mbx = u["primaryMailboxId"]
+        split = [("inbox", n_items * 6 // 10), ("sentitems", n_items * 3 // 10)]
+        split.append(("deleteditems", n_items - sum(n for _, n in split)))
+        for k, (folder, n) in enumerate(split):
+            run(bin_, d, "admin", "seed", "--mailbox", mbx, "--items", str(n), "--folder", folder,
+                "--seed", str(k + 1))
+        self.app = json.loads(run(bin_, d, "admin", "app", "create", "--tenant", DOMAIN, "--name",
+                                  "B", "--json"))["appId"]
+        for r in ROLES:
+            run(bin_, d, "admin", "app", "permission", "add", "--app", self.app, "--permission", r,
+                "--type", "application")
+        self.secret = json.loads(run(bin_, d, "admin", "app", "secret", "add", "--app", self.app,
+                                     "--json"))["secretText"]
+        run(bin_, d, "admin", "consent", "grant", "--app", self.app)
+        self.token = run(bin_, d, "token", "--tenant", DOMAIN, "--app", self.app, "--roles",
+                         ",".join(ROLES)).strip()
+        self.p, self.base = start(bin_, d)
+        self.mp = f"/v1.0/admin/exchange/mailboxes/{mbx}"
+        c = conn(self.base)
+        self.items = []  # (folder, id, changeKey)
+        for folder, _ in split:
+            url = f"{self.mp}/folders/{folder}/items?$top=1000&$select=id,changeKey"
+            while url:
+                body = req(c, "GET", url, token=self.token)
+                self.items += [(folder, v["id"], v["changeKey"]) for v in body["value"]]
+                url = body.get("@odata.nextLink")
+                if url:
+                    url = url[len(self.base):]
+
+    def client_env(self):
+        return dict(os.environ, GRAPHBOX_CLIENT_SECRET=self.secret,
+                    GRAPHBOX_REPO_PASSWORD=PASSWORD)
+
+    def conn_args(self):
+        return ["--graph", self.base, "--tenant", DOMAIN, "--client-id", self.app]
+
+
+class Changes:
+    """Changes items of a `Setup`'s mailbox: update-mode imports that give
+    each chosen item the content of a donor item."""
+
+    def __init__(self, w):
+        self.w = w
+        self.source = conn(w.base)
+        self.upath = req(self.source, "POST", f"{w.mp}/createImportSession", b"",
+                         w.token)["importUrl"][len(w.base):]
+        self.keys = {i: (f, ck) for f, i, ck in w.items}
+
+    def apply(self, chosen, donors):
+        data = {}
+        for k in range(0, len(donors), 20):
+            for v in req(self.source, "POST", f"{self.w.mp}/exportItems",
+                         {"itemIds": donors[k:k + 20]}, self.w.token)["value"]:
+                data[v["itemId"]] = v["data"]
+        for target, donor in zip(chosen, donors):
+            folder, ck = self.keys[target]
+            done = req(self.source, "POST", self.upath, {"FolderId": folder, "Mode": "update",
+                                                         "ItemId": target, "ChangeKey": ck,
+                                                         "Data": data[donor]})
+            self.keys[target] = (folder, done["changeKey"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/graphbox")
@@ -120,37 +191,8 @@ def main():
     ap.add_argument("--incr-runs", type=int, default=9)
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="graphbox-backup-bench-")
-    run(a.bin, d, "admin", "tenant", "create", "--domain", DOMAIN, "--name", "Bench")
-    u = json.loads(run(a.bin, d, "admin", "user", "create", "--tenant", DOMAIN, "--upn",
-                       f"u@{DOMAIN}", "--name", "U", "--json"))
-    mbx = u["primaryMailboxId"]
-    split = [("inbox", a.items * 6 // 10), ("sentitems", a.items * 3 // 10)]
-    split.append(("deleteditems", a.items - sum(n for _, n in split)))
-    for k, (folder, n) in enumerate(split):
-        run(a.bin, d, "admin", "seed", "--mailbox", mbx, "--items", str(n), "--folder", folder,
-            "--seed", str(k + 1))
-    app = json.loads(run(a.bin, d, "admin", "app", "create", "--tenant", DOMAIN, "--name", "B",
-                         "--json"))["appId"]
-    for r in ROLES:
-        run(a.bin, d, "admin", "app", "permission", "add", "--app", app, "--permission", r,
-            "--type", "application")
-    secret = json.loads(run(a.bin, d, "admin", "app", "secret", "add", "--app", app,
-                            "--json"))["secretText"]
-    run(a.bin, d, "admin", "consent", "grant", "--app", app)
-    token = run(a.bin, d, "token", "--tenant", DOMAIN, "--app", app, "--roles",
-                ",".join(ROLES)).strip()
-    p, base = start(a.bin, d)
-    mp = f"/v1.0/admin/exchange/mailboxes/{mbx}"
-    c = conn(base)
-    items = []  # (folder, id, changeKey)
-    for folder, _ in split:
-        url = f"{mp}/folders/{folder}/items?$top=1000&$select=id,changeKey"
-        while url:
-            body = req(c, "GET", url, token=token)
-            items += [(folder, v["id"], v["changeKey"]) for v in body["value"]]
-            url = body.get("@odata.nextLink")
-            if url:
-                url = url[len(base):]
+    w = Setup(a.bin, d, a.items)
+    p, base, token, mp, items = w.p, w.base, w.token, w.mp, w.items
     assert len(items) == a.items, len(items)
     ids = [i for _, i, _ in items]
 
@@ -172,8 +214,7 @@ def main():
     raw_bytes = sum(sizes.values())
     assert len(sizes) == len(ids)
 
-    env = dict(os.environ, GRAPHBOX_CLIENT_SECRET=secret, GRAPHBOX_REPO_PASSWORD=PASSWORD)
-    conn_args = ["--graph", base, "--tenant", DOMAIN, "--client-id", app]
+    env, conn_args = w.client_env(), w.conn_args()
 
     cpu = {"client": [], "server": []}
 
@@ -209,26 +250,13 @@ def main():
 
     # 3. Incremental backups after 1% of the items changed (update mode, the
     #    content of another item), into the first repository.
-    source = conn(base)
-    upath = req(source, "POST", f"{mp}/createImportSession", b"", token)["importUrl"][len(base):]
+    changes = Changes(w)
     n_change = max(1, a.items // 100)
     incr, incr_exported = [], []
-    keys = {i: (f, ck) for f, i, ck in items}
     assert 2 * a.incr_runs * n_change + 1 <= len(ids), "too many incremental runs for the mailbox"
     for r in range(a.incr_runs):
-        chosen = ids[r * n_change:(r + 1) * n_change]
-        donors = ids[-(r + 1) * n_change - 1:-r * n_change - 1]
-        donor_data = {}
-        for k in range(0, len(donors), 20):
-            for v in req(source, "POST", f"{mp}/exportItems", {"itemIds": donors[k:k + 20]},
-                         token)["value"]:
-                donor_data[v["itemId"]] = v["data"]
-        for target, donor in zip(chosen, donors):
-            folder, ck = keys[target]
-            done = req(source, "POST", upath, {"FolderId": folder, "Mode": "update",
-                                               "ItemId": target, "ChangeKey": ck,
-                                               "Data": donor_data[donor]})
-            keys[target] = (folder, done["changeKey"])
+        changes.apply(ids[r * n_change:(r + 1) * n_change],
+                      ids[-(r + 1) * n_change - 1:-r * n_change - 1])
         dt, out = client("backup", "--repo", repos[0], *conn_args, "--mailbox", f"u@{DOMAIN}",
                          "--json")
         s = json.loads(out)["mailboxes"][0]

@@ -223,16 +223,28 @@ fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
             ),
         ));
     }
-    let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
+    let params = argon2id::Params {
+        memory_kib: p.memory_kib,
+        passes: p.iterations,
+        lanes: p.parallelism,
+    };
+    params
+        .check()
         .map_err(|e| Error::invalid("key derivation parameters", e.to_string()))?;
-    let blocks = params.block_count();
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut memory = KdfMemory::new(blocks)
+    let mut memory = KdfMemory::new(params.block_count())
         .ok_or_else(|| Error::invalid("key derivation", "not enough memory"))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = [0u8; 32];
-    argon
-        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory.blocks())
-        .map_err(|e| Error::invalid("key derivation", e.to_string()))?;
+    argon2id::derive(
+        password.as_bytes(),
+        salt,
+        params,
+        &mut out,
+        memory.blocks(),
+        threads,
+        argon2id::Backend::Auto,
+    )
+    .map_err(|e| Error::invalid("key derivation", e.to_string()))?;
     Ok(out)
 }
 
@@ -244,17 +256,17 @@ fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
 /// that opens a repository. Elsewhere it is a plain zeroed vector.
 struct KdfMemory {
     #[cfg(target_os = "linux")]
-    ptr: std::ptr::NonNull<argon2::Block>,
+    ptr: std::ptr::NonNull<argon2id::Block>,
     #[cfg(target_os = "linux")]
     blocks: usize,
     #[cfg(not(target_os = "linux"))]
-    vec: Vec<argon2::Block>,
+    vec: Vec<argon2id::Block>,
 }
 
 impl KdfMemory {
     #[cfg(target_os = "linux")]
     fn new(blocks: usize) -> Option<KdfMemory> {
-        let bytes = blocks.checked_mul(std::mem::size_of::<argon2::Block>())?;
+        let bytes = blocks.checked_mul(std::mem::size_of::<argon2id::Block>())?;
         if bytes == 0 {
             return None;
         }
@@ -288,11 +300,11 @@ impl KdfMemory {
     fn new(blocks: usize) -> Option<KdfMemory> {
         let mut vec = Vec::new();
         vec.try_reserve_exact(blocks).ok()?;
-        vec.resize(blocks, argon2::Block::default());
+        vec.resize(blocks, argon2id::Block::default());
         Some(KdfMemory { vec })
     }
 
-    fn blocks(&mut self) -> &mut [argon2::Block] {
+    fn blocks(&mut self) -> &mut [argon2id::Block] {
         #[cfg(target_os = "linux")]
         // SAFETY: the mapping is page-aligned (beyond Block's alignment),
         // `blocks` blocks long, zero-filled (every bit pattern is a valid
@@ -313,7 +325,7 @@ impl Drop for KdfMemory {
         unsafe {
             libc::munmap(
                 self.ptr.as_ptr().cast(),
-                self.blocks * std::mem::size_of::<argon2::Block>(),
+                self.blocks * std::mem::size_of::<argon2id::Block>(),
             );
         }
     }

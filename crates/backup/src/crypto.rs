@@ -250,85 +250,91 @@ fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
 
 /// The Argon2 working memory (64 MiB by default).
 ///
-/// On Linux it is a mapping of its own, advised as transparent huge pages:
-/// graphbox otherwise keeps THP off (see the `graphbox` binary's `main`),
-/// and faulting 64 MiB in 4 KiB at a time added ~25 ms to every command
-/// that opens a repository. Elsewhere it is a plain zeroed vector.
+/// It comes from the global allocator, so that once the key is derived the
+/// memory (faulted in and backed by then) serves the command's later
+/// allocations instead of fresh pages. On Linux the part of it that huge
+/// pages can cover is advised as transparent huge pages while the key is
+/// derived (graphbox otherwise keeps THP off, see the `graphbox` binary's
+/// `main`), and the memory is wiped before it is given back.
 struct KdfMemory {
-    #[cfg(target_os = "linux")]
     ptr: std::ptr::NonNull<argon2id::Block>,
-    #[cfg(target_os = "linux")]
     blocks: usize,
-    #[cfg(not(target_os = "linux"))]
-    vec: Vec<argon2id::Block>,
 }
 
 impl KdfMemory {
-    #[cfg(target_os = "linux")]
-    fn new(blocks: usize) -> Option<KdfMemory> {
+    /// Arena-slice alignment: an allocator such as mimalloc serves larger
+    /// alignments straight from the OS, and such memory would be unmapped
+    /// when freed instead of reused.
+    const ALIGN: usize = 64 * 1024;
+
+    fn layout(blocks: usize) -> Option<std::alloc::Layout> {
         let bytes = blocks.checked_mul(std::mem::size_of::<argon2id::Block>())?;
-        if bytes == 0 {
+        std::alloc::Layout::from_size_align(bytes, Self::ALIGN).ok()
+    }
+
+    fn new(blocks: usize) -> Option<KdfMemory> {
+        let layout = Self::layout(blocks)?;
+        if layout.size() == 0 {
             return None;
         }
-        // SAFETY: a fresh private anonymous mapping at an address the kernel
-        // picks; nothing else refers to it.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
-        // SAFETY: advice on the mapping just made; a refusal (THP off
-        // system-wide) only means 4 KiB pages.
-        unsafe {
-            libc::madvise(p, bytes, libc::MADV_HUGEPAGE);
-        }
+        // SAFETY: a non-zero size; Argon2 writes every block before it reads
+        // it, so the memory need not be zeroed (`derive` accepts any contents,
+        // and every bit pattern is a valid Block: it is an array of u64).
+        let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc(layout) })?;
+        advise_huge_pages(ptr.as_ptr(), layout.size(), true);
         Some(KdfMemory {
-            ptr: std::ptr::NonNull::new(p.cast())?,
+            ptr: ptr.cast(),
             blocks,
         })
     }
 
-    #[cfg(not(target_os = "linux"))]
-    fn new(blocks: usize) -> Option<KdfMemory> {
-        let mut vec = Vec::new();
-        vec.try_reserve_exact(blocks).ok()?;
-        vec.resize(blocks, argon2id::Block::default());
-        Some(KdfMemory { vec })
-    }
-
     fn blocks(&mut self) -> &mut [argon2id::Block] {
-        #[cfg(target_os = "linux")]
-        // SAFETY: the mapping is page-aligned (beyond Block's alignment),
-        // `blocks` blocks long, zero-filled (every bit pattern is a valid
-        // Block: it is an array of u64) and borrowed through `&mut self`.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.blocks)
-        }
-        #[cfg(not(target_os = "linux"))]
-        &mut self.vec
+        // SAFETY: allocated for `blocks` blocks with Block's alignment (64
+        // KiB is a multiple of 64), borrowed through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.blocks) }
     }
 }
 
-#[cfg(target_os = "linux")]
 impl Drop for KdfMemory {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`; no borrow of it
-        // outlives `self`.
-        unsafe {
-            libc::munmap(
-                self.ptr.as_ptr().cast(),
-                self.blocks * std::mem::size_of::<argon2id::Block>(),
-            );
+        // The blocks derive from the password: wiped (with volatile writes
+        // the compiler cannot drop) before the allocator reuses them.
+        let words = self.blocks * (std::mem::size_of::<argon2id::Block>() / 8);
+        // SAFETY: the allocation of `new`, viewed as the u64 words it holds.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u64>(), words) }
+            .zeroize();
+        let layout = Self::layout(self.blocks).expect("checked in new");
+        let bytes = self.ptr.as_ptr().cast::<u8>();
+        advise_huge_pages(bytes, layout.size(), false);
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(bytes, layout) };
+    }
+}
+
+/// Asks for (or, with `on == false`, stops asking for) transparent huge
+/// pages on the 2 MiB-aligned part of `len` bytes at `ptr`. Huge pages
+/// already there stay; later faults get 4 KiB pages again.
+fn advise_huge_pages(ptr: *mut u8, len: usize, on: bool) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (ptr as usize).next_multiple_of(HUGE);
+        let end = (ptr as usize + len) / HUGE * HUGE;
+        if end > start {
+            let advice = if on {
+                libc::MADV_HUGEPAGE
+            } else {
+                libc::MADV_NOHUGEPAGE
+            };
+            // SAFETY: advice on whole pages inside our own allocation; a
+            // refusal only means other page sizes.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, advice);
+            }
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len, on);
 }
 
 impl KeyFile {

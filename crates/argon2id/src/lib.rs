@@ -290,13 +290,12 @@ fn fill(memory: &mut [Block], params: Params, threads: usize, compress: Compress
     };
     let lanes = params.lanes as usize;
     let work = |thread: usize, barrier: &std::sync::Barrier| {
+        let mine: Vec<usize> = (thread..lanes).step_by(threads).collect();
         for pass in 0..params.passes as usize {
             for slice in 0..SLICES {
-                for lane in (thread..lanes).step_by(threads) {
-                    // SAFETY: see the function's comment; `memory` holds
-                    // `block_count()` blocks (checked by `derive`).
-                    unsafe { fill_segment(&shared, params, pass, slice, lane, compress) };
-                }
+                // SAFETY: see the function's comment; `memory` holds
+                // `block_count()` blocks (checked by `derive`).
+                unsafe { fill_segments(&shared, params, pass, slice, &mine, compress) };
                 barrier.wait();
             }
         }
@@ -311,64 +310,88 @@ fn fill(memory: &mut [Block], params: Params, threads: usize, compress: Compress
     });
 }
 
-/// Computes lane `lane`'s segment of `slice` in `pass` (RFC 9106, 3.4).
+/// Where one lane's segment stands.
+struct Segment {
+    lane: usize,
+    /// Data-independent addressing: the input block and the current 128
+    /// pseudo-random values.
+    input: Block,
+    addresses: Block,
+    /// The block before the next one to compute.
+    previous: usize,
+    /// The next block's reference block.
+    reference: usize,
+}
+
+/// Computes the segments of `slice` in `pass` of the lanes `lanes`
+/// (RFC 9106, 3.4), interleaved block by block: the next reference block of
+/// each lane is known as soon as that lane's current block is done, and it
+/// is prefetched while the other lanes compute theirs. A reference block is
+/// anywhere in the memory (64 MiB by default), so a lane on its own waits
+/// for it about as long as the compression takes.
 ///
 /// # Safety
 /// `memory` points to `params.block_count()` blocks, and no other thread
-/// accesses this segment or writes the blocks it references (see `fill`).
-unsafe fn fill_segment(
+/// accesses these segments or writes the blocks they reference (see `fill`).
+unsafe fn fill_segments(
     memory: &Memory,
     params: Params,
     pass: usize,
     slice: usize,
-    lane: usize,
+    lanes: &[usize],
     compress: Compress,
 ) {
-    let lanes = params.lanes as usize;
     let lane_length = params.lane_length();
     let segment = lane_length / SLICES;
     let independent = pass == 0 && slice < SLICES / 2;
-
-    let mut input = Block::ZERO;
-    let mut addresses = Block::ZERO;
-    if independent {
-        input.0[..6].copy_from_slice(&[
-            pass as u64,
-            lane as u64,
-            slice as u64,
-            params.block_count() as u64,
-            u64::from(params.passes),
-            TYPE_ID,
-        ]);
-    }
     let first = if pass == 0 && slice == 0 { 2 } else { 0 };
-    if independent && first != 0 {
-        // SAFETY: local blocks.
-        unsafe { next_addresses(&mut input, &mut addresses, compress) };
-    }
-    let base = lane * lane_length;
-    let start = base + slice * segment + first;
-    let mut previous = if start == base {
-        base + lane_length - 1
-    } else {
-        start - 1
-    };
-    for (current, index) in (start..).zip(first..segment) {
-        let random = if independent {
-            if index % WORDS == 0 {
-                // SAFETY: local blocks.
-                unsafe { next_addresses(&mut input, &mut addresses, compress) };
+    let mut segments: Vec<Segment> = lanes
+        .iter()
+        .map(|&lane| {
+            let base = lane * lane_length;
+            let start = base + slice * segment + first;
+            let mut input = Block::ZERO;
+            if independent {
+                input.0[..6].copy_from_slice(&[
+                    pass as u64,
+                    lane as u64,
+                    slice as u64,
+                    params.block_count() as u64,
+                    u64::from(params.passes),
+                    TYPE_ID,
+                ]);
             }
-            addresses.0[index % WORDS]
+            Segment {
+                lane,
+                input,
+                addresses: Block::ZERO,
+                previous: if start == base {
+                    base + lane_length - 1
+                } else {
+                    start - 1
+                },
+                reference: 0,
+            }
+        })
+        .collect();
+    // The reference block of block `index` of the segment `s`, whose
+    // previous block is done.
+    let reference = |s: &mut Segment, index: usize| {
+        let random = if independent {
+            if index.is_multiple_of(WORDS) || index == first {
+                // SAFETY: local blocks.
+                unsafe { next_addresses(&mut s.input, &mut s.addresses, compress) };
+            }
+            s.addresses.0[index % WORDS]
         } else {
             // SAFETY: `previous` was written by this thread (earlier in the
             // segment) or before the last barrier.
-            unsafe { (*memory.blocks.add(previous)).0[0] }
+            unsafe { (*memory.blocks.add(s.previous)).0[0] }
         };
         let ref_lane = if pass == 0 && slice == 0 {
-            lane
+            s.lane
         } else {
-            ((random >> 32) % lanes as u64) as usize
+            ((random >> 32) % u64::from(params.lanes)) as usize
         };
         let ref_index = reference_index(
             pass,
@@ -376,22 +399,52 @@ unsafe fn fill_segment(
             index,
             segment,
             lane_length,
-            ref_lane == lane,
+            ref_lane == s.lane,
             random as u32,
         );
-        let reference = ref_lane * lane_length + ref_index;
-        // SAFETY: `current` is in this thread's segment; `previous` and
-        // `reference` are other blocks, finished (see `fill`).
+        s.reference = ref_lane * lane_length + ref_index;
+        // SAFETY: an index inside the memory.
+        prefetch(unsafe { memory.blocks.add(s.reference) });
+    };
+    for s in &mut segments {
+        reference(s, first);
+    }
+    for index in first..segment {
+        for s in &mut segments {
+            let current = s.lane * lane_length + slice * segment + index;
+            // SAFETY: `current` is in this thread's segment; `previous` and
+            // `reference` are other blocks, finished (see `fill`).
+            unsafe {
+                compress(
+                    memory.blocks.add(current),
+                    memory.blocks.add(s.previous),
+                    memory.blocks.add(s.reference),
+                    pass != 0,
+                )
+            };
+            s.previous = current;
+            if index + 1 < segment {
+                reference(s, index + 1);
+            }
+        }
+    }
+}
+
+/// Asks the CPU to start loading the block at `block` into its caches.
+#[inline]
+fn prefetch(block: *const Block) {
+    #[cfg(target_arch = "x86_64")]
+    for line in 0..std::mem::size_of::<Block>() / 64 {
+        // SAFETY: a prefetch is only a hint; it does not fault, whatever the
+        // address.
         unsafe {
-            compress(
-                memory.blocks.add(current),
-                memory.blocks.add(previous),
-                memory.blocks.add(reference),
-                pass != 0,
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                block.cast::<i8>().wrapping_add(line * 64),
             )
         };
-        previous = current;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = block;
 }
 
 /// The next 128 pseudo-random values of data-independent addressing.

@@ -301,8 +301,7 @@ impl Drop for KdfMemory {
         // the compiler cannot drop) before the allocator reuses them.
         let words = self.blocks * (std::mem::size_of::<argon2id::Block>() / 8);
         // SAFETY: the allocation of `new`, viewed as the u64 words it holds.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u64>(), words) }
-            .zeroize();
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u64>(), words) }.zeroize();
         let layout = Self::layout(self.blocks).expect("checked in new");
         let bytes = self.ptr.as_ptr().cast::<u8>();
         advise_huge_pages(bytes, layout.size(), false);

@@ -11,7 +11,8 @@ alternating order. Printed: per binary the median wall time and CPU (client
 and server), and per later binary the paired differences against the first
 (median, mean, rounds faster). `--full-runs K` also alternates K full
 backups per binary into fresh repositories; `--perf-stat` runs every
-incremental backup under `perf stat` (page faults, task clock).
+incremental backup under `perf stat` (page faults, task clock); `--pause S`
+idles S seconds before each incremental run.
 
     python3 tests/bench/backup_ab.py --bins /tmp/old/graphbox,target/release/graphbox --rounds 24
 """
@@ -40,6 +41,10 @@ def main():
     ap.add_argument("--items", type=int, default=10000)
     ap.add_argument("--full-runs", type=int, default=0)
     ap.add_argument("--perf-stat", action="store_true")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds of idle time before every incremental run (a VM's free memory "
+                         "that stays idle gets handed back to its host, and faulting it in again "
+                         "costs far more than memory freed a moment ago)")
     a = ap.parse_args()
     bins = [os.path.abspath(b) for b in a.bins.split(",")]
     if len(bins) < 2:
@@ -140,6 +145,7 @@ def report(a, bins, d, p, run_client, conn_args, change):
     for r in range(a.rounds):
         n = change(r)
         for i in order if r % 2 == 0 else order[::-1]:
+            time.sleep(a.pause)
             res = run_client(bins[i], "backup", "--repo", repos[i], *conn_args, *mailbox,
                              perf_stat=a.perf_stat)
             s = json.loads(res[5])["mailboxes"][0]

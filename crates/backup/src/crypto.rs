@@ -251,11 +251,13 @@ fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
 /// The Argon2 working memory (64 MiB by default).
 ///
 /// It comes from the global allocator, so that once the key is derived the
-/// memory (faulted in and backed by then) serves the command's later
-/// allocations instead of fresh pages. On Linux the part of it that huge
-/// pages can cover is advised as transparent huge pages while the key is
-/// derived (graphbox otherwise keeps THP off, see the `graphbox` binary's
-/// `main`), and the memory is wiped before it is given back.
+/// memory (faulted in by then) serves the command's later allocations
+/// instead of fresh pages; it is wiped before it is given back. It is not
+/// advised as transparent huge pages: on a VM whose balloon driver hands
+/// idle free memory back to the host (free page reporting works on 2 MiB
+/// blocks), huge pages are exactly the memory the host has to fault in
+/// again, and faulting 64 MiB took 124–190 ms that way against 29–37 ms in
+/// 4 KiB pages (docs/BENCHMARKS.md).
 struct KdfMemory {
     ptr: std::ptr::NonNull<argon2id::Block>,
     blocks: usize,
@@ -277,11 +279,9 @@ impl KdfMemory {
         if layout.size() == 0 {
             return None;
         }
-        // SAFETY: a non-zero size; Argon2 writes every block before it reads
-        // it, so the memory need not be zeroed (`derive` accepts any contents,
-        // and every bit pattern is a valid Block: it is an array of u64).
-        let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc(layout) })?;
-        advise_huge_pages(ptr.as_ptr(), layout.size(), true);
+        // SAFETY: a non-zero size. Zeroed, so that the blocks are initialized
+        // u64s (the allocator knows fresh memory is zero and does not write it).
+        let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
         Some(KdfMemory {
             ptr: ptr.cast(),
             blocks,
@@ -303,37 +303,9 @@ impl Drop for KdfMemory {
         // SAFETY: the allocation of `new`, viewed as the u64 words it holds.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u64>(), words) }.zeroize();
         let layout = Self::layout(self.blocks).expect("checked in new");
-        let bytes = self.ptr.as_ptr().cast::<u8>();
-        advise_huge_pages(bytes, layout.size(), false);
         // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(bytes, layout) };
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
     }
-}
-
-/// Asks for (or, with `on == false`, stops asking for) transparent huge
-/// pages on the 2 MiB-aligned part of `len` bytes at `ptr`. Huge pages
-/// already there stay; later faults get 4 KiB pages again.
-fn advise_huge_pages(ptr: *mut u8, len: usize, on: bool) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = (ptr as usize).next_multiple_of(HUGE);
-        let end = (ptr as usize + len) / HUGE * HUGE;
-        if end > start {
-            let advice = if on {
-                libc::MADV_HUGEPAGE
-            } else {
-                libc::MADV_NOHUGEPAGE
-            };
-            // SAFETY: advice on whole pages inside our own allocation; a
-            // refusal only means other page sizes.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, advice);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (ptr, len, on);
 }
 
 impl KeyFile {

@@ -31,8 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// answers, pack buffers) and the server (export answers, import bodies) go
 /// through, that zeroing (`clear_page_erms`) was 10–16% of the backup
 /// client's CPU samples and 11% of the server's in `perf` profiles; without
-/// it, under 2% (docs/BENCHMARKS.md). The Argon2 memory of the repository
-/// key derivation still asks for huge pages (backup's `KdfMemory`).
+/// it, under 2% (docs/BENCHMARKS.md).
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag on

@@ -2,8 +2,9 @@
 
 Full and incremental backups of two mailboxes, snapshot listing and diffs,
 restores (whole snapshot into another user's empty mailbox, one item, to
-.fts files, dry runs), the restore journal, wrong passwords, a corrupted
-pack, a backup killed with SIGKILL and resumed, two backups racing for one
+.fts files, dry runs), the restore journal, a restore interrupted with
+Ctrl-C and continued, wrong passwords, a corrupted pack, a backup killed
+with SIGKILL and resumed, two backups racing for one
 repository, and prune; the whole cycle again with the repository on the S3
 emulator and on Azurite. Every check compares real bytes exported by the
 server, never the client's own claims alone.
@@ -376,6 +377,41 @@ def test_concurrent_backups_one_fails_fast(world, big):
     assert s["items"] == big and s["exported"] == big
     listed = w.client_json("snapshots", "--repo", repo)
     assert [x["label"].lower() for x in listed] == [f"kate@{DOMAIN}"]
+
+
+def test_interrupted_restore_continues_without_duplicates(world, big):
+    """Ctrl-C during a restore: no further import starts, those in flight
+    finish and go into the journal, and the same restore again imports exactly
+    the rest: the target ends with every item once."""
+    w = world
+    repo = w.new_repo()
+    snap = summary_of(w.backup(repo, "kate"), "kate")["snapshot"]
+    w.user("rosa")
+    cmd = [graphbox_bin(), "restore", snap, "--repo", repo, *w.conn(), "--to", f"rosa@{DOMAIN}",
+           "--json"]
+    p = subprocess.Popen(cmd, env=w.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    state = os.path.join(repo, "state")
+    # Interrupt once the journal was first saved (after 200 items or 1 s).
+    wait_for(lambda: p.poll() is not None or (os.path.isdir(state) and os.listdir(state)),
+             300, "the restore journal")
+    assert p.poll() is None, "the restore finished before it could be interrupted: make it bigger"
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode != 0
+    assert "interrupted" in err and "running the same restore again continues" in err, err
+    first = json.loads(out)
+    done = first["imported"]
+    assert 0 < done < big and first["failed"] == [], first
+    assert first["interrupted_not_started"] == big - done
+    g = w.graph()
+    assert len(g.all_items(w.mbx("rosa"))) == done
+
+    again = w.restore(repo, snap, "--to", f"rosa@{DOMAIN}")
+    assert again["skipped_already_restored"] == done
+    assert again["imported"] == big - done and again["failed"] == []
+    assert "interrupted_not_started" not in again
+    assert len(g.all_items(w.mbx("rosa"))) == big
 
 
 def test_prune_keep_last(world, first, second):

@@ -51,6 +51,28 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// Returns at the next Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+pub(crate) async fn interrupt_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
     let cli = cli::Cli::parse();

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -87,6 +89,10 @@ struct Summary {
     folders_created: Vec<String>,
     bytes: u64,
     failed: Vec<serde_json::Value>,
+    /// Stopped by Ctrl-C or SIGTERM: this many selected items were not
+    /// started (the imports in flight finished and are in the journal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_not_started: Option<usize>,
     seconds: f64,
 }
 
@@ -239,18 +245,33 @@ pub async fn run(a: RestoreArgs) -> Result<()> {
         return report(&summary, a.json);
     }
     let pb = progress_bar(work.len() as u64, "restore", a.json);
-    let mut stream = futures::stream::iter(work.into_iter().map(|(item, prev)| {
-        let repo = repo.clone();
-        let client = client.clone();
-        let target = target.clone();
-        let folder = mapped.get(&item.folder_id).cloned().flatten();
-        async move {
-            let r = restore_one(&repo, &client, &target, folder.as_deref(), &item, prev).await;
-            (item, r)
-        }
-    }))
-    .buffer_unordered(client.profile().max_concurrency_per_mailbox.max(1));
-    let mut since_save = 0;
+    let total = work.len();
+    let stop = stop_on_interrupt();
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut stream = futures::stream::iter(work)
+        // After an interruption no further import starts; the ones in flight
+        // finish and go into the journal, so the next run imports nothing twice.
+        .take_while({
+            let stop = stop.clone();
+            move |_| std::future::ready(!stop.load(Ordering::SeqCst))
+        })
+        .map(|(item, prev)| {
+            let repo = repo.clone();
+            let client = client.clone();
+            let target = target.clone();
+            let folder = mapped.get(&item.folder_id).cloned().flatten();
+            started.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let r = restore_one(&repo, &client, &target, folder.as_deref(), &item, prev).await;
+                (item, r)
+            }
+        })
+        .buffer_unordered(client.profile().max_concurrency_per_mailbox.max(1));
+    // The journal is saved every JOURNAL_ITEMS items and at least every
+    // JOURNAL_INTERVAL while items complete: a run killed outright (SIGKILL,
+    // a crash) can only have imported the items of that last stretch without
+    // recording them, and those are what a rerun could import again.
+    let (mut since_save, mut saved_at) = (0, Instant::now());
     while let Some((item, r)) = stream.next().await {
         pb.inc(1);
         match r {
@@ -263,10 +284,10 @@ pub async fn run(a: RestoreArgs) -> Result<()> {
                 summary.bytes += bytes;
                 journal.items.insert(item.id.clone(), entry);
                 since_save += 1;
-                if since_save >= 200 {
+                if since_save >= JOURNAL_ITEMS || saved_at.elapsed() >= JOURNAL_INTERVAL {
                     repo.put_state(&journal_name, &serde_json::to_vec(&journal)?)
                         .await?;
-                    since_save = 0;
+                    (since_save, saved_at) = (0, Instant::now());
                 }
             }
             Err(e) => summary.failed.push(serde_json::json!({
@@ -280,6 +301,21 @@ pub async fn run(a: RestoreArgs) -> Result<()> {
     repo.put_state(&journal_name, &serde_json::to_vec(&journal)?)
         .await
         .context("saving the restore journal")?;
+    let not_started = total - started.load(Ordering::SeqCst);
+    if not_started > 0 {
+        summary.interrupted_not_started = Some(not_started);
+        summary.seconds = t0.elapsed().as_secs_f64();
+        report(&summary, a.json)?;
+        bail!(
+            "interrupted: {} items restored, {not_started} not started{}; the restore journal is saved, so running the same restore again continues without importing anything twice",
+            summary.imported + summary.updated,
+            if summary.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} failed", summary.failed.len())
+            }
+        );
+    }
     summary.seconds = t0.elapsed().as_secs_f64();
     report(&summary, a.json)?;
     if !summary.failed.is_empty() {
@@ -290,6 +326,27 @@ pub async fn run(a: RestoreArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// At most this many restored items are not yet in the saved journal...
+const JOURNAL_ITEMS: usize = 200;
+/// ...and the journal is at most this old while items complete.
+const JOURNAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A flag set by the first Ctrl-C (or SIGTERM). A second one exits at once.
+fn stop_on_interrupt() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        crate::interrupt_signal().await;
+        flag.store(true, Ordering::SeqCst);
+        eprintln!(
+            "interrupted: finishing the imports in flight and saving the restore journal (interrupt again to stop at once: the items in flight may then be imported again by the next restore)"
+        );
+        crate::interrupt_signal().await;
+        std::process::exit(130);
+    });
+    stop
 }
 
 async fn restore_one(

@@ -2,10 +2,9 @@
 //! parallel up to the mailbox's concurrency, ids missing from an answer
 //! asked for again, `ErrorArchiveFolderMovedPermanently` followed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::Method;
@@ -24,19 +23,21 @@ pub const ARCHIVE_MOVED: &str = "ErrorArchiveFolderMovedPermanently";
 const MAX_ITEM_REDIRECTS: u32 = 3;
 
 #[derive(Deserialize)]
-struct ExportAnswer {
-    #[serde(default)]
-    value: Vec<Entry>,
+struct ExportAnswer<'a> {
+    #[serde(default, borrow)]
+    value: Vec<Entry<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Entry {
+struct Entry<'a> {
     #[serde(rename = "itemId", alias = "ItemId", default)]
     item_id: Option<String>,
     #[serde(rename = "changeKey", alias = "ChangeKey", default)]
     change_key: Option<String>,
-    #[serde(rename = "data", alias = "Data", default)]
-    data: Option<String>,
+    /// Read in place from the answer body (base64 holds no JSON escapes
+    /// unless a server writes `\/`; then it is unescaped into a copy).
+    #[serde(rename = "data", alias = "Data", default, borrow)]
+    data: Option<Cow<'a, str>>,
     #[serde(rename = "error", alias = "Error", default)]
     error: Option<EntryError>,
 }
@@ -157,7 +158,7 @@ impl GraphClient {
             for chunk in now.chunks(MAX_IDS_PER_EXPORT) {
                 let ids: Vec<&str> = chunk.iter().map(|p| p.id.as_str()).collect();
                 let body = serde_json::json!({ "itemIds": ids });
-                let answer = self
+                let raw = self
                     .send(Req::json(
                         Method::POST,
                         target.clone(),
@@ -165,8 +166,11 @@ impl GraphClient {
                         &body,
                         true,
                     ))
-                    .await
-                    .and_then(|a| a.json::<ExportAnswer>());
+                    .await;
+                let answer = match raw {
+                    Ok(ref a) => a.json::<ExportAnswer<'_>>(),
+                    Err(e) => Err(e),
+                };
                 let answer = match answer {
                     Ok(a) => a,
                     Err(e @ (Error::Auth { .. } | Error::Config(_))) => {
@@ -188,7 +192,7 @@ impl GraphClient {
                         continue;
                     }
                 };
-                let mut by_id: HashMap<String, Entry> = HashMap::new();
+                let mut by_id: HashMap<String, Entry<'_>> = HashMap::new();
                 for e in answer.value {
                     if let Some(id) = e.item_id.clone() {
                         by_id.entry(id).or_insert(e);
@@ -230,7 +234,7 @@ impl GraphClient {
     fn entry_outcome(
         &self,
         p: &Pending,
-        e: Entry,
+        e: Entry<'_>,
         pending: &mut Vec<Pending>,
     ) -> Option<ExportOutcome> {
         if let Some(err) = e.error {
@@ -266,7 +270,7 @@ impl GraphClient {
                 message: "the exportItems entry has neither data nor error".into(),
             });
         };
-        match STANDARD.decode(data.as_bytes()) {
+        match base64_simd::STANDARD.decode_to_vec(data.as_bytes()) {
             Ok(bytes) => Some(ExportOutcome::Ok {
                 id: p.id.clone(),
                 change_key: e.change_key.unwrap_or_default(),

@@ -5,7 +5,8 @@
 //! back through the proxy) and it answers some requests itself:
 //! `429 Too Many Requests` with a `Retry-After`, `503 Service Unavailable`,
 //! `502 Bad Gateway`, a connection closed without an answer, and exportItems
-//! answers with an entry removed (Exchange sometimes leaves items out).
+//! answers with an entry removed (Exchange sometimes leaves items out), with
+//! `/` escaped as `\/`, or with an entry's data that is not base64.
 //! Faults are deterministic: the n-th eligible request gets fault X when n is
 //! a multiple of X's period. Eligible: Graph requests (`/v1.0/…`, `/beta/…`)
 //! and import URL posts (`/api/g…`); the token endpoint only with
@@ -57,6 +58,12 @@ pub struct FaultPlan {
     pub reset_after_forward: bool,
     /// Every n-th exportItems answer loses its first entry.
     pub drop_export_every: u64,
+    /// Every n-th exportItems answer has every `/` written as `\/` (the
+    /// same JSON, as some serializers write it).
+    pub escape_slashes_every: u64,
+    /// Every n-th exportItems answer has its first entry's `data` replaced
+    /// by text that is not base64.
+    pub corrupt_data_every: u64,
     /// Every n-th eligible request: `308 Permanent Redirect` to the same
     /// URL (as Graph answers for content in an auxiliary archive); the
     /// client must repeat the request there, body included.
@@ -92,6 +99,10 @@ pub struct FaultStats {
     pub redirects: u64,
     /// exportItems entries turned into ErrorArchiveFolderMovedPermanently.
     pub archive_moved: u64,
+    /// exportItems answers with `/` escaped.
+    pub escaped_answers: u64,
+    /// exportItems entries whose data was replaced by non-base64 text.
+    pub corrupted_items: u64,
     /// Number of ids in each exportItems request forwarded to the server.
     pub export_batches: Vec<usize>,
     /// Import URL posts forwarded.
@@ -467,6 +478,24 @@ async fn forward(
             });
             s.stats.lock().expect("stats lock").archive_moved += 1;
             bytes = Bytes::from(v.to_string());
+        }
+        if plan.corrupt_data_every > 0
+            && k.is_multiple_of(plan.corrupt_data_every)
+            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(first) = v
+                .get_mut("value")
+                .and_then(|a| a.as_array_mut())
+                .and_then(|a| a.first_mut())
+            && let Some(data) = first.get_mut("data")
+        {
+            *data = serde_json::Value::String("@@ not base64 @@".into());
+            s.stats.lock().expect("stats lock").corrupted_items += 1;
+            bytes = Bytes::from(v.to_string());
+        }
+        if plan.escape_slashes_every > 0 && k.is_multiple_of(plan.escape_slashes_every) {
+            let text = String::from_utf8_lossy(&bytes).replace('/', "\\/");
+            s.stats.lock().expect("stats lock").escaped_answers += 1;
+            bytes = Bytes::from(text);
         }
     }
     let mut out = Response::builder().status(status);

@@ -166,7 +166,8 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+    /// The body as JSON; `T` may borrow strings from it.
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| Error::Decode {
             what: strip_query(&self.url),
             message: format!("{e} (body starts {:?})", snippet(&self.body)),

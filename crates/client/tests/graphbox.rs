@@ -321,6 +321,63 @@ async fn export_splits_batches_and_budget() {
     assert!(batches.len() >= 15, "{batches:?}");
 }
 
+/// exportItems answers written with `\/` escapes decode to the same bytes
+/// (the data is then unescaped into a copy instead of read in place), and an
+/// entry whose data is not base64 fails alone, with a code that says so.
+#[tokio::test]
+async fn export_data_escaped_or_not_base64() {
+    let s = start(Opts::default()).await;
+    let c = s.client();
+    let mbx = s.mbx();
+    let ids: Vec<String> = c
+        .list_items(&mbx, "inbox")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let plain = c.export_items(&mbx, &ids).await.unwrap();
+    let data = |o: &ExportOutcome| match o {
+        ExportOutcome::Ok { data, .. } => data.clone(),
+        o => panic!("{o:?}"),
+    };
+    s.proxy().set_plan(FaultPlan {
+        escape_slashes_every: 1,
+        ..FaultPlan::default()
+    });
+    let escaped = c.export_items(&mbx, &ids).await.unwrap();
+    assert_eq!(s.proxy().stats().escaped_answers, 3);
+    assert_eq!(escaped.len(), plain.len());
+    for (a, b) in plain.iter().zip(&escaped) {
+        assert_eq!((a.id(), data(a)), (b.id(), data(b)));
+    }
+
+    s.proxy().set_plan(FaultPlan {
+        corrupt_data_every: 1,
+        ..FaultPlan::default()
+    });
+    s.proxy().reset_stats();
+    let out = c.export_items(&mbx, &ids).await.unwrap();
+    assert_eq!(s.proxy().stats().corrupted_items, 3);
+    let failed: Vec<&ExportOutcome> = out
+        .iter()
+        .filter(|o| matches!(o, ExportOutcome::Failed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for f in failed {
+        let ExportOutcome::Failed { code, message, .. } = f else {
+            unreachable!()
+        };
+        assert_eq!(code, "InvalidBase64");
+        assert!(message.contains("not base64"), "{message}");
+    }
+    for (a, b) in plain.iter().zip(&out) {
+        if let ExportOutcome::Ok { data: got, .. } = b {
+            assert_eq!(&data(a), got);
+        }
+    }
+}
+
 #[tokio::test]
 async fn import_create_update_and_session_renewal() {
     let s = start(Opts::default()).await;

@@ -5,8 +5,6 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures::SinkExt;
 use futures::StreamExt;
@@ -295,7 +293,7 @@ impl Ctx<'_> {
                         Ok(data) => {
                             out.reserve(data.len().div_ceil(3) * 4 + 256);
                             out.push_str(&entry_head(&item, first));
-                            STANDARD.encode_string(&data, &mut out);
+                            base64_simd::STANDARD.encode_append(&data, &mut out);
                             out.push_str("\"}");
                         }
                         Err(err) => out.push_str(&unreadable_entry(&id, &item, &err, first)),
@@ -337,13 +335,13 @@ impl Ctx<'_> {
                     };
                     carry.extend_from_slice(&chunk);
                     let whole = carry.len() / 3 * 3;
-                    let encoded = STANDARD.encode(&carry[..whole]);
+                    let encoded = base64_simd::STANDARD.encode_to_string(&carry[..whole]);
                     carry.drain(..whole);
                     if !send(&mut tx, Bytes::from(encoded)).await {
                         return;
                     }
                 }
-                let mut tail = STANDARD.encode(&carry);
+                let mut tail = base64_simd::STANDARD.encode_to_string(&carry);
                 tail.push_str("\"}");
                 if !send(&mut tx, Bytes::from(tail)).await {
                     return;

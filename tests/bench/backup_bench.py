@@ -191,7 +191,23 @@ def main():
     ap.add_argument("--incr-runs", type=int, default=9)
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="graphbox-backup-bench-")
+    repos, servers = [], []
+    try:
+        bench(a, d, repos, servers)
+    finally:
+        # The server's data and the repositories are ~2 GB: leave nothing
+        # behind, also when a run fails.
+        for p in servers:
+            p.terminate()
+            p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+        for repo in repos:
+            shutil.rmtree(os.path.dirname(repo), ignore_errors=True)
+
+
+def bench(a, d, repos, servers):
     w = Setup(a.bin, d, a.items)
+    servers.append(w.p)
     p, base, token, mp, items = w.p, w.base, w.token, w.mp, w.items
     assert len(items) == a.items, len(items)
     ids = [i for _, i, _ in items]
@@ -236,9 +252,10 @@ def main():
         return dt, res.stdout
 
     # 2. Full backups, each into a fresh repository.
-    full, repo_sizes, repos = [], [], []
+    full, repo_sizes = [], []
     for _ in range(a.runs):
         repo = os.path.join(tempfile.mkdtemp(prefix="graphbox-bench-repo-"), "repo")
+        repos.append(repo)
         client("init", "--repo", repo)
         dt, out = client("backup", "--repo", repo, *conn_args, "--mailbox", f"u@{DOMAIN}",
                          "--json")
@@ -246,7 +263,6 @@ def main():
         assert s["items"] == a.items and s["exported"] == a.items, s
         full.append(dt)
         repo_sizes.append(du(repo))
-        repos.append(repo)
 
     # 3. Incremental backups after 1% of the items changed (update mode, the
     #    content of another item), into the first repository.
@@ -291,12 +307,6 @@ def main():
         "repo_mb": [round(x / 2**20, 1) for x in repo_sizes],
         "repo_vs_raw_ratio": round(repo_med / raw_bytes, 3),
     }, indent=1))
-    p.terminate()
-    p.wait()
-    # The server's data and the repositories are ~2 GB: leave nothing behind.
-    shutil.rmtree(d, ignore_errors=True)
-    for repo in repos:
-        shutil.rmtree(os.path.dirname(repo), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -379,10 +379,11 @@ fn local_put(root: &Path, key: &str, data: &[u8]) -> Result<()> {
     }
     let tmp = tmp_dir.join(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("creating", &tmp, e))?;
-        f.write_all(data).map_err(|e| io_err("writing", &tmp, e))?;
-        f.sync_all().map_err(|e| io_err("syncing", &tmp, e))?;
-        drop(f);
+        if !(data.len() >= DIRECT_MIN && write_direct(&tmp, data)?) {
+            let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("creating", &tmp, e))?;
+            f.write_all(data).map_err(|e| io_err("writing", &tmp, e))?;
+            f.sync_all().map_err(|e| io_err("syncing", &tmp, e))?;
+        }
         std::fs::rename(&tmp, &target).map_err(|e| io_err("renaming into", &target, e))?;
         sync_dir(&dir)
     })();
@@ -390,6 +391,73 @@ fn local_put(root: &Path, key: &str, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Files at least this big (packs) are written past the page cache.
+const DIRECT_MIN: usize = 1 << 20;
+
+/// Writes and syncs the new file `path` with `O_DIRECT` (Linux): the data
+/// goes from memory to the device without being copied into the page cache.
+/// A backup writes every pack once and does not read it again, and on the
+/// VMs graphbox was measured on, copying packs into fresh page-cache pages
+/// was 13–16% of a full backup's CPU (docs/BENCHMARKS.md). `Ok(false)` when
+/// the file system does not take direct I/O (tmpfs before Linux 6.6, some
+/// network file systems): nothing was left behind and the caller writes
+/// normally.
+#[cfg(target_os = "linux")]
+fn write_direct(path: &Path, data: &[u8]) -> Result<bool> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    /// Alignment of buffer, offsets and lengths (any device's block size).
+    const ALIGN: usize = 4096;
+    // One write for the whole file (a pack is 16 MiB by default): each direct
+    // write waits for the device, so fewer and larger is faster.
+    let size = data.len().next_multiple_of(ALIGN);
+    let f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+        Err(e) => return Err(io_err("creating", path, e)),
+    };
+    let layout = std::alloc::Layout::from_size_align(size, ALIGN)
+        .map_err(|e| Error::invalid("file size", e.to_string()))?;
+    // SAFETY: a non-zero size; freed by the guard below.
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    struct Buffer(*mut u8, std::alloc::Layout);
+    impl Drop for Buffer {
+        fn drop(&mut self) {
+            // SAFETY: allocated above with this layout.
+            unsafe { std::alloc::dealloc(self.0, self.1) };
+        }
+    }
+    let guard = Buffer(ptr, layout);
+    // SAFETY: `size` initialized (zeroed) bytes owned by `guard`.
+    let buf = unsafe { std::slice::from_raw_parts_mut(guard.0, size) };
+    buf[..data.len()].copy_from_slice(data);
+    if let Err(e) = f.write_all_at(buf, 0) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            return Ok(false);
+        }
+        return Err(io_err("writing", path, e));
+    }
+    // The write was padded to the alignment: cut the file to its size.
+    f.set_len(data.len() as u64)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err("syncing", path, e))?;
+    Ok(true)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_direct(_path: &Path, _data: &[u8]) -> Result<bool> {
+    Ok(false)
 }
 
 fn local_list(dir: &Path, out: &mut Vec<FileInfo>) -> Result<()> {
@@ -417,4 +485,70 @@ fn local_list(dir: &Path, out: &mut Vec<FileInfo>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 253) as u8).collect()
+    }
+
+    /// Files below, at and above the direct-I/O size (not multiples of the
+    /// 4 KiB alignment) read back exactly, with their exact length, and
+    /// leave nothing in tmp/: on a disk file system and on tmpfs.
+    #[test]
+    fn large_and_small_files_round_trip_with_and_without_direct_io() {
+        let mut roots = vec![tempfile::tempdir().unwrap()];
+        if Path::new("/dev/shm").is_dir() {
+            roots.push(tempfile::tempdir_in("/dev/shm").unwrap());
+        }
+        for root in &roots {
+            for (i, len) in [1, 4096, DIRECT_MIN - 1, DIRECT_MIN, 3 * DIRECT_MIN + 123]
+                .into_iter()
+                .enumerate()
+            {
+                let key = format!("data/{i:02x}/file{i}");
+                let data = payload(len);
+                local_put(root.path(), &key, &data).unwrap();
+                let back = std::fs::read(root.path().join(&key)).unwrap();
+                assert_eq!(back.len(), len, "{key} in {:?}", root.path());
+                assert!(back == data, "{key} in {:?}", root.path());
+                // Replacing keeps only the new content.
+                let shorter = payload(len / 2 + 1);
+                local_put(root.path(), &key, &shorter).unwrap();
+                assert!(std::fs::read(root.path().join(&key)).unwrap() == shorter);
+            }
+            let tmp: Vec<_> = std::fs::read_dir(root.path().join("tmp"))
+                .unwrap()
+                .collect();
+            assert!(tmp.is_empty(), "{tmp:?}");
+        }
+    }
+
+    /// `write_direct` either writes the whole file (true) or leaves no file
+    /// behind (false, the file system refuses O_DIRECT), on every file
+    /// system at hand (tmpfs takes O_DIRECT since Linux 6.6).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn direct_write_writes_all_or_nothing() {
+        let mut dirs = vec![tempfile::tempdir().unwrap()];
+        if Path::new("/dev/shm").is_dir() {
+            dirs.push(tempfile::tempdir_in("/dev/shm").unwrap());
+        }
+        for dir in &dirs {
+            let path = dir.path().join("f");
+            let data = payload(DIRECT_MIN + 5);
+            if write_direct(&path, &data).unwrap() {
+                assert!(std::fs::read(&path).unwrap() == data);
+            } else {
+                assert!(!path.exists());
+            }
+            // An existing file is an error, not an overwrite.
+            if path.exists() {
+                assert!(write_direct(&path, &data).is_err());
+            }
+        }
+    }
 }

@@ -213,6 +213,10 @@ pub(crate) struct KdfJson {
     pub salt: String,
 }
 
+/// The most memory (4 GiB) and passes a key file may ask for.
+const MAX_KDF_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_KDF_PASSES: u32 = 100;
+
 fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
     if p.algorithm != "argon2id" || p.version != 0x13 {
         return Err(Error::invalid(
@@ -220,6 +224,21 @@ fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
             format!(
                 "key derivation '{}' version {} is not supported (argon2id version 19 is)",
                 p.algorithm, p.version
+            ),
+        ));
+    }
+    // A key file is read before anything in the repository is authenticated:
+    // parameters that would take the machine's memory or hours are refused
+    // instead of tried.
+    if p.memory_kib > MAX_KDF_MEMORY_KIB || p.iterations > MAX_KDF_PASSES || p.parallelism > 64 {
+        return Err(Error::invalid(
+            "key file",
+            format!(
+                "its key derivation asks for {} MiB, {} passes and {} lanes; graphbox accepts at most {} MiB, {MAX_KDF_PASSES} passes and 64 lanes",
+                p.memory_kib / 1024,
+                p.iterations,
+                p.parallelism,
+                MAX_KDF_MEMORY_KIB / 1024
             ),
         ));
     }
@@ -569,6 +588,21 @@ mod tests {
             parallelism,
             salt: String::new(),
         }
+    }
+
+    #[test]
+    fn derive_refuses_excessive_parameters() {
+        let salt = *b"graphbox-salt-16";
+        for params in [
+            kdf(8 * 1024 * 1024, 3, 4),
+            kdf(1024, 1_000_000, 1),
+            kdf(1024, 1, 1000),
+        ] {
+            let e = derive("pw", &salt, &params).unwrap_err().to_string();
+            assert!(e.contains("graphbox accepts at most 4096 MiB"), "{e}");
+        }
+        let e = derive("pw", &salt, &kdf(8, 1, 4)).unwrap_err().to_string();
+        assert!(e.contains("8 KiB per lane"), "{e}");
     }
 
     /// Known answers of the reference C implementation (argon2-cffi's

@@ -9,9 +9,11 @@
 //! works on two BlaMka permutations) and writes its result in place (the
 //! `argon2` crate returns each new block by value and copies it). Other CPUs
 //! get a portable `G` (compiled for AVX2 where there is AVX2). The lanes of a
-//! slice run on parallel threads. Tests pin the output to RFC 9106's test
-//! vector, to the reference C implementation (crypto.rs) and to the `argon2`
-//! crate, for every backend.
+//! slice run on parallel threads, and a thread computes its lanes interleaved
+//! block by block, prefetching each lane's next reference block while the
+//! others compute. Tests here pin the output to RFC 9106's test vector and to
+//! the `argon2` crate for both backends; the backup crate's `crypto.rs` pins
+//! it to answers of the reference C implementation.
 
 use blake2::digest::{Digest, Update, VariableOutput};
 use blake2::{Blake2b512, Blake2bVar};

@@ -14,6 +14,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 
+use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
 
 /// One stored file.
@@ -424,21 +425,9 @@ fn write_direct(path: &Path, data: &[u8]) -> Result<bool> {
     };
     let layout = std::alloc::Layout::from_size_align(size, ALIGN)
         .map_err(|e| Error::invalid("file size", e.to_string()))?;
-    // SAFETY: a non-zero size; freed by the guard below.
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    struct Buffer(*mut u8, std::alloc::Layout);
-    impl Drop for Buffer {
-        fn drop(&mut self) {
-            // SAFETY: allocated above with this layout.
-            unsafe { std::alloc::dealloc(self.0, self.1) };
-        }
-    }
-    let guard = Buffer(ptr, layout);
-    // SAFETY: `size` initialized (zeroed) bytes owned by `guard`.
-    let buf = unsafe { std::slice::from_raw_parts_mut(guard.0, size) };
+    let mut buffer =
+        AlignedBuf::zeroed(layout).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+    let buf = buffer.as_mut_slice();
     buf[..data.len()].copy_from_slice(data);
     if let Err(e) = f.write_all_at(buf, 0) {
         drop(f);
@@ -491,6 +480,15 @@ fn local_list(dir: &Path, out: &mut Vec<FileInfo>) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A directory on the disk's file system and, where there is one, on tmpfs.
+    fn file_systems() -> Vec<tempfile::TempDir> {
+        let mut dirs = vec![tempfile::tempdir().unwrap()];
+        if Path::new("/dev/shm").is_dir() {
+            dirs.push(tempfile::tempdir_in("/dev/shm").unwrap());
+        }
+        dirs
+    }
+
     fn payload(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 253) as u8).collect()
     }
@@ -500,11 +498,7 @@ mod tests {
     /// leave nothing in tmp/: on a disk file system and on tmpfs.
     #[test]
     fn large_and_small_files_round_trip_with_and_without_direct_io() {
-        let mut roots = vec![tempfile::tempdir().unwrap()];
-        if Path::new("/dev/shm").is_dir() {
-            roots.push(tempfile::tempdir_in("/dev/shm").unwrap());
-        }
-        for root in &roots {
+        for root in &file_systems() {
             for (i, len) in [1, 4096, DIRECT_MIN - 1, DIRECT_MIN, 3 * DIRECT_MIN + 123]
                 .into_iter()
                 .enumerate()
@@ -533,11 +527,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn direct_write_writes_all_or_nothing() {
-        let mut dirs = vec![tempfile::tempdir().unwrap()];
-        if Path::new("/dev/shm").is_dir() {
-            dirs.push(tempfile::tempdir_in("/dev/shm").unwrap());
-        }
-        for dir in &dirs {
+        for dir in &file_systems() {
             let path = dir.path().join("f");
             let data = payload(DIRECT_MIN + 5);
             if write_direct(&path, &data).unwrap() {

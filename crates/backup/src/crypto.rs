@@ -16,6 +16,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
 
 /// Nonce length of XChaCha20-Poly1305.
@@ -278,7 +279,7 @@ fn derive(password: &str, salt: &[u8], p: &KdfJson) -> Result<[u8; 32]> {
 /// again, and faulting 64 MiB took 124–190 ms that way against 29–37 ms in
 /// 4 KiB pages (docs/BENCHMARKS.md).
 struct KdfMemory {
-    ptr: std::ptr::NonNull<argon2id::Block>,
+    buf: AlignedBuf,
     blocks: usize,
 }
 
@@ -288,42 +289,36 @@ impl KdfMemory {
     /// when freed instead of reused.
     const ALIGN: usize = 64 * 1024;
 
-    fn layout(blocks: usize) -> Option<std::alloc::Layout> {
-        let bytes = blocks.checked_mul(std::mem::size_of::<argon2id::Block>())?;
-        std::alloc::Layout::from_size_align(bytes, Self::ALIGN).ok()
-    }
-
     fn new(blocks: usize) -> Option<KdfMemory> {
-        let layout = Self::layout(blocks)?;
-        if layout.size() == 0 {
-            return None;
-        }
-        // SAFETY: a non-zero size. Zeroed, so that the blocks are initialized
-        // u64s (the allocator knows fresh memory is zero and does not write it).
-        let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
+        let bytes = blocks.checked_mul(std::mem::size_of::<argon2id::Block>())?;
+        let layout = std::alloc::Layout::from_size_align(bytes, Self::ALIGN).ok()?;
         Some(KdfMemory {
-            ptr: ptr.cast(),
+            buf: AlignedBuf::zeroed(layout)?,
             blocks,
         })
     }
 
     fn blocks(&mut self) -> &mut [argon2id::Block] {
-        // SAFETY: allocated for `blocks` blocks with Block's alignment (64
-        // KiB is a multiple of 64), borrowed through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.blocks) }
+        // SAFETY: `blocks` zeroed blocks (every bit pattern is a valid Block:
+        // it is an array of u64), aligned beyond Block's 64 bytes, borrowed
+        // through `&mut self`.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.buf.as_mut_ptr().cast::<argon2id::Block>(),
+                self.blocks,
+            )
+        }
     }
 }
 
 impl Drop for KdfMemory {
     fn drop(&mut self) {
         // The blocks derive from the password: wiped (with volatile writes
-        // the compiler cannot drop) before the allocator reuses them.
-        let words = self.blocks * (std::mem::size_of::<argon2id::Block>() / 8);
-        // SAFETY: the allocation of `new`, viewed as the u64 words it holds.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u64>(), words) }.zeroize();
-        let layout = Self::layout(self.blocks).expect("checked in new");
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
+        // the compiler cannot drop) before the allocator reuses them, a
+        // word at a time.
+        for block in self.blocks() {
+            block.0.zeroize();
+        }
     }
 }
 

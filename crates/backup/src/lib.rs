@@ -9,6 +9,7 @@
 //! - [`diff`] between two snapshots; [`meta::extract`] reads an item's
 //!   metadata from its FTS.
 
+mod aligned;
 mod backend;
 mod crypto;
 mod error;

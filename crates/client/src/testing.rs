@@ -393,6 +393,17 @@ async fn drain(req: Request<Incoming>) {
     let _ = req.into_body().collect().await;
 }
 
+/// An exportItems answer with its `value` entries changed by `edit`, or
+/// `None` when it is not such an answer or `edit` changed nothing (false).
+fn edit_entries(
+    bytes: &Bytes,
+    edit: impl FnOnce(&mut Vec<serde_json::Value>) -> bool,
+) -> Option<Bytes> {
+    let mut v = serde_json::from_slice::<serde_json::Value>(bytes).ok()?;
+    let entries = v.get_mut("value")?.as_array_mut()?;
+    edit(entries).then(|| Bytes::from(v.to_string()))
+}
+
 async fn forward(
     s: &Shared,
     req: Request<Incoming>,
@@ -449,50 +460,54 @@ async fn forward(
     let mut bytes = resp.bytes().await?;
     if is_export && status == 200 {
         let k = s.exports.fetch_add(1, Ordering::Relaxed) + 1;
-        if plan.drop_export_every > 0
-            && k.is_multiple_of(plan.drop_export_every)
-            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && let Some(arr) = v.get_mut("value").and_then(|a| a.as_array_mut())
-            && !arr.is_empty()
-        {
-            arr.remove(0);
-            s.stats.lock().expect("stats lock").dropped_items += 1;
-            bytes = Bytes::from(v.to_string());
-        }
-        if plan.archive_moved_every > 0
-            && k.is_multiple_of(plan.archive_moved_every)
-            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && let Some(first) = v
-                .get_mut("value")
-                .and_then(|a| a.as_array_mut())
-                .and_then(|a| a.first_mut())
-            && let Some(id) = first.get("itemId").cloned()
-        {
-            let path = pq.split('?').next().unwrap_or_default();
-            *first = serde_json::json!({
-                "itemId": id,
-                "Error": {
-                    "message": format!("{}{path}", s.public),
-                    "code": "ErrorArchiveFolderMovedPermanently",
+        let due = |every: u64| every > 0 && k.is_multiple_of(every);
+        if due(plan.drop_export_every)
+            && let Some(edited) = edit_entries(&bytes, |entries| {
+                if entries.is_empty() {
+                    return false;
                 }
-            });
-            s.stats.lock().expect("stats lock").archive_moved += 1;
-            bytes = Bytes::from(v.to_string());
-        }
-        if plan.corrupt_data_every > 0
-            && k.is_multiple_of(plan.corrupt_data_every)
-            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && let Some(first) = v
-                .get_mut("value")
-                .and_then(|a| a.as_array_mut())
-                .and_then(|a| a.first_mut())
-            && let Some(data) = first.get_mut("data")
+                entries.remove(0);
+                true
+            })
         {
-            *data = serde_json::Value::String("@@ not base64 @@".into());
-            s.stats.lock().expect("stats lock").corrupted_items += 1;
-            bytes = Bytes::from(v.to_string());
+            s.stats.lock().expect("stats lock").dropped_items += 1;
+            bytes = edited;
         }
-        if plan.escape_slashes_every > 0 && k.is_multiple_of(plan.escape_slashes_every) {
+        if due(plan.archive_moved_every)
+            && let Some(edited) = edit_entries(&bytes, |entries| {
+                let Some(first) = entries.first_mut() else {
+                    return false;
+                };
+                let Some(id) = first.get("itemId").cloned() else {
+                    return false;
+                };
+                let path = pq.split('?').next().unwrap_or_default();
+                *first = serde_json::json!({
+                    "itemId": id,
+                    "Error": {
+                        "message": format!("{}{path}", s.public),
+                        "code": "ErrorArchiveFolderMovedPermanently",
+                    }
+                });
+                true
+            })
+        {
+            s.stats.lock().expect("stats lock").archive_moved += 1;
+            bytes = edited;
+        }
+        if due(plan.corrupt_data_every)
+            && let Some(edited) = edit_entries(&bytes, |entries| {
+                let Some(data) = entries.first_mut().and_then(|e| e.get_mut("data")) else {
+                    return false;
+                };
+                *data = serde_json::Value::String("@@ not base64 @@".into());
+                true
+            })
+        {
+            s.stats.lock().expect("stats lock").corrupted_items += 1;
+            bytes = edited;
+        }
+        if due(plan.escape_slashes_every) {
             let text = String::from_utf8_lossy(&bytes).replace('/', "\\/");
             s.stats.lock().expect("stats lock").escaped_answers += 1;
             bytes = Bytes::from(text);

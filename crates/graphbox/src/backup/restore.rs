@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -247,7 +247,6 @@ pub async fn run(a: RestoreArgs) -> Result<()> {
     let pb = progress_bar(work.len() as u64, "restore", a.json);
     let total = work.len();
     let stop = stop_on_interrupt();
-    let started = Arc::new(AtomicUsize::new(0));
     let mut stream = futures::stream::iter(work)
         // After an interruption no further import starts; the ones in flight
         // finish and go into the journal, so the next run imports nothing twice.
@@ -260,7 +259,6 @@ pub async fn run(a: RestoreArgs) -> Result<()> {
             let client = client.clone();
             let target = target.clone();
             let folder = mapped.get(&item.folder_id).cloned().flatten();
-            started.fetch_add(1, Ordering::SeqCst);
             async move {
                 let r = restore_one(&repo, &client, &target, folder.as_deref(), &item, prev).await;
                 (item, r)
@@ -301,7 +299,8 @@ pub async fn run(a: RestoreArgs) -> Result<()> {
     repo.put_state(&journal_name, &serde_json::to_vec(&journal)?)
         .await
         .context("saving the restore journal")?;
-    let not_started = total - started.load(Ordering::SeqCst);
+    // Every item that started ended imported, updated or failed.
+    let not_started = total - (summary.imported + summary.updated + summary.failed.len());
     if not_started > 0 {
         summary.interrupted_not_started = Some(not_started);
         summary.seconds = t0.elapsed().as_secs_f64();

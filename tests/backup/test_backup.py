@@ -468,21 +468,25 @@ def object_store_url(var: str) -> str:
     return f"{base.rstrip('/')}/backup-e2e-{os.getpid()}-{time.time_ns():x}"
 
 
-@pytest.mark.parametrize("var", ["GRAPHBOX_TEST_S3_URL", "GRAPHBOX_TEST_AZURE_URL"])
-def test_the_whole_cycle_on_an_object_store_repository(world, var):
+@pytest.mark.parametrize("var,fmt", [("GRAPHBOX_TEST_S3_URL", 2), ("GRAPHBOX_TEST_AZURE_URL", 2),
+                                     (None, 1)])
+def test_the_whole_cycle_on_object_stores_and_in_format_1(world, var, fmt):
     """Backup, incremental, verify, restore into a mailbox (and again: the
     journal lives in the repository), restore to files, prune: the same
-    commands against the S3 emulator and Azurite instead of a directory."""
+    commands against the S3 emulator and Azurite instead of a directory, and
+    in a directory repository of format version 1 (JSON index files and
+    item lists, what graphbox releases before format 2 read)."""
     w = world
-    name = {"GRAPHBOX_TEST_S3_URL": "olga", "GRAPHBOX_TEST_AZURE_URL": "omar"}[var]
+    name = {"GRAPHBOX_TEST_S3_URL": "olga", "GRAPHBOX_TEST_AZURE_URL": "omar", None: "fiona"}[var]
     w.user(name)
     w.seed(name, "inbox", 12, 41)
     w.seed(name, "sentitems", 5, 42)
     mb = w.mbx(name)
     g = w.graph()
     before = mailbox_content(g, mb)
-    repo = object_store_url(var)
-    w.client("init", "--repo", repo)
+    repo = object_store_url(var) if var else os.path.join(w.mkdtemp("repo-v1-"), "repo")
+    created = w.client_json("init", "--repo", repo, "--format-version", str(fmt))
+    assert created["format_version"] == fmt, created
 
     s1 = summary_of(w.backup(repo, name), name)
     assert s1["failed"] is None and s1["exported"] == 17 and s1["items"] == 17, s1

@@ -14,6 +14,8 @@ mod backend;
 mod crypto;
 mod error;
 mod find;
+mod indexfile;
+mod itemlist;
 pub mod lock;
 pub mod meta;
 pub mod pack;
@@ -32,7 +34,7 @@ pub use pack::{BlobKind, PackEntry};
 pub use prune::PruneReport;
 pub use repo::{
     DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, FORMAT_VERSION, ITEMS_PER_CHUNK, InitOptions,
-    RepoStats, Repository, SnapshotHead,
+    OLDEST_FORMAT_VERSION, RepoStats, Repository, SnapshotHead,
 };
 pub use retention::RetentionPolicy;
 pub use snapshot::{

@@ -67,13 +67,33 @@ pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
     out.push(HEADER_VERSION);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
-        out.extend_from_slice(&e.id.0);
-        out.push(e.kind.to_byte());
-        out.extend_from_slice(&e.offset.to_le_bytes());
-        out.extend_from_slice(&e.length.to_le_bytes());
-        out.extend_from_slice(&e.raw_length.to_le_bytes());
+        put_entry(&mut out, e);
     }
     out
+}
+
+/// Appends one entry's `ENTRY_LEN` bytes (the layout pack headers and
+/// binary index files share).
+pub(crate) fn put_entry(out: &mut Vec<u8>, e: &PackEntry) {
+    out.extend_from_slice(&e.id.0);
+    out.push(e.kind.to_byte());
+    out.extend_from_slice(&e.offset.to_le_bytes());
+    out.extend_from_slice(&e.length.to_le_bytes());
+    out.extend_from_slice(&e.raw_length.to_le_bytes());
+}
+
+/// Reads entry number `i` from its `ENTRY_LEN` bytes `c`.
+pub(crate) fn parse_entry(c: &[u8], i: usize) -> Result<PackEntry, String> {
+    let u64_at = |o: usize| u64::from_le_bytes(c[o..o + 8].try_into().expect("8 bytes"));
+    let kind = BlobKind::from_byte(c[32])
+        .ok_or_else(|| format!("entry {i} has unknown blob type {}", c[32]))?;
+    Ok(PackEntry {
+        id: BlobId(c[..32].try_into().expect("32 bytes")),
+        kind,
+        offset: u64_at(33),
+        length: u64_at(41),
+        raw_length: u64_at(49),
+    })
 }
 
 /// Decodes a header's plaintext, checking that every blob lies within the
@@ -100,16 +120,7 @@ pub fn decode_header(plain: &[u8], data_len: u64) -> Result<Vec<PackEntry>, Stri
     let mut entries = Vec::with_capacity(count);
     let mut end = 0u64;
     for (i, c) in body.chunks_exact(ENTRY_LEN).enumerate() {
-        let u64_at = |o: usize| u64::from_le_bytes(c[o..o + 8].try_into().expect("8 bytes"));
-        let kind = BlobKind::from_byte(c[32])
-            .ok_or_else(|| format!("entry {i} has unknown blob type {}", c[32]))?;
-        let e = PackEntry {
-            id: BlobId(c[..32].try_into().expect("32 bytes")),
-            kind,
-            offset: u64_at(33),
-            length: u64_at(41),
-            raw_length: u64_at(49),
-        };
+        let e = parse_entry(c, i)?;
         let stop = e.offset.checked_add(e.length).ok_or("entry overflows")?;
         if e.offset < end || stop > data_len || e.length < crypto::OVERHEAD as u64 {
             return Err(format!(

@@ -10,7 +10,7 @@ use crate::crypto::BlobId;
 use crate::error::{Error, Result};
 use crate::lock::LockKind;
 use crate::pack::{PackBuilder, PackEntry, PackId, pack_key};
-use crate::repo::{FORMAT_VERSION, IndexFile, IndexPack, READ_CONCURRENCY, Repository};
+use crate::repo::{IndexFile, IndexPack, READ_CONCURRENCY, Repository};
 use crate::retention::{self, RetentionPolicy};
 use crate::snapshot::{SnapshotId, SnapshotSummary};
 
@@ -282,7 +282,7 @@ impl Repository {
             batch.push(p);
             if count >= BLOBS_PER_INDEX {
                 let file = IndexFile {
-                    version: FORMAT_VERSION,
+                    version: self.inner.config.version,
                     packs: std::mem::take(&mut batch),
                 };
                 new_files.insert(self.inner.write_index_file(&file).await?);
@@ -291,7 +291,7 @@ impl Repository {
         }
         if !batch.is_empty() {
             let file = IndexFile {
-                version: FORMAT_VERSION,
+                version: self.inner.config.version,
                 packs: batch,
             };
             new_files.insert(self.inner.write_index_file(&file).await?);

@@ -17,9 +17,18 @@ use crate::error::{Error, Result};
 use crate::lock::{self, LockGuard, LockKind};
 use crate::pack::{BlobKind, PackBuilder, PackEntry, PackId, pack_key};
 use crate::snapshot::{ItemEntry, Snapshot, SnapshotFile, SnapshotId, SnapshotSummary};
+use crate::{indexfile, itemlist};
 
-/// The repository format version this library writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version new repositories get: 2 stores item lists
+/// and index files in binary, 1 in JSON. This library reads and writes
+/// both; it writes each repository in the version its config names.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this library reads and writes.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+
+fn supported(version: u32) -> bool {
+    (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version)
+}
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u64 = 16 * 1024 * 1024;
 /// Default zstd level.
@@ -44,6 +53,9 @@ pub struct InitOptions {
     pub pack_size: u64,
     /// zstd level for blobs and files (0 stores everything uncompressed).
     pub compression_level: i32,
+    /// The format version ([`OLDEST_FORMAT_VERSION`]..=[`FORMAT_VERSION`]);
+    /// 1 for a repository that older graphbox versions must still read.
+    pub format_version: u32,
 }
 
 impl Default for InitOptions {
@@ -52,6 +64,7 @@ impl Default for InitOptions {
             kdf: KdfParams::default(),
             pack_size: DEFAULT_PACK_SIZE,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            format_version: FORMAT_VERSION,
         }
     }
 }
@@ -77,14 +90,14 @@ pub(crate) struct Loc {
     pub raw_length: u64,
 }
 
-/// The JSON of an `index/<id>` file.
-#[derive(Serialize, Deserialize)]
+/// An `index/<id>` file (indexfile.rs encodes it).
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct IndexFile {
     pub version: u32,
     pub packs: Vec<IndexPack>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct IndexPack {
     pub id: PackId,
     pub blobs: Vec<PackEntry>,
@@ -309,7 +322,7 @@ impl Inner {
             return Ok(());
         }
         let file = IndexFile {
-            version: FORMAT_VERSION,
+            version: self.config.version,
             packs,
         };
         match self.write_index_file(&file).await {
@@ -326,8 +339,8 @@ impl Inner {
     }
 
     pub(crate) async fn write_index_file(&self, file: &IndexFile) -> Result<String> {
-        let json = serde_json::to_vec(file).expect("index serializes");
-        let sealed = crypto::seal(&self.cipher, aad::INDEX, &json, self.level());
+        let payload = indexfile::encode(file, self.config.version);
+        let sealed = crypto::seal(&self.cipher, aad::INDEX, &payload, self.level());
         let id = blake3::hash(&sealed).to_hex().to_string();
         self.backend
             .put(&format!("index/{id}"), Bytes::from(sealed))
@@ -427,6 +440,15 @@ impl Repository {
                 format!("{} is outside zstd's 0..=22", opts.compression_level),
             ));
         }
+        if !supported(opts.format_version) {
+            return Err(Error::invalid(
+                "format version",
+                format!(
+                    "{} is not one this version writes ({OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
+                    opts.format_version
+                ),
+            ));
+        }
         if backend.size("config").await?.is_some() || !backend.list("keys").await?.is_empty() {
             return Err(Error::AlreadyExists { url: shown });
         }
@@ -440,7 +462,7 @@ impl Repository {
         let mut rid = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut rid);
         let config = Config {
-            version: FORMAT_VERSION,
+            version: opts.format_version,
             id: hex::encode(rid),
             created: OffsetDateTime::now_utc(),
             pack_size: opts.pack_size,
@@ -544,7 +566,7 @@ impl Repository {
             .map_err(|e| Error::corrupt("the config file", e.to_string()))?;
         let config: Config = serde_json::from_slice(&cplain)
             .map_err(|e| Error::corrupt("the config file", format!("not valid JSON: {e}")))?;
-        if config.version != FORMAT_VERSION {
+        if !supported(config.version) {
             return Err(Error::UnsupportedVersion {
                 url: shown,
                 found: config.version,
@@ -636,13 +658,9 @@ impl Repository {
     fn parse_index_file(&self, name: &str, data: &[u8]) -> Result<IndexFile> {
         let plain = crypto::open(&self.inner.cipher, aad::INDEX, data)
             .map_err(|e| Error::corrupt(format!("index file index/{name}"), e.to_string()))?;
-        let file: IndexFile = serde_json::from_slice(&plain).map_err(|e| {
-            Error::corrupt(
-                format!("index file index/{name}"),
-                format!("not valid JSON: {e}"),
-            )
-        })?;
-        if file.version != FORMAT_VERSION {
+        let file = indexfile::decode(&plain)
+            .map_err(|e| Error::corrupt(format!("index file index/{name}"), e))?;
+        if !supported(file.version) {
             return Err(Error::UnsupportedVersion {
                 url: self.inner.url.clone(),
                 found: file.version,
@@ -660,6 +678,12 @@ impl Repository {
     /// The repository's random id.
     pub fn id(&self) -> &str {
         &self.inner.config.id
+    }
+
+    /// The repository's format version (what its config names; this value
+    /// writes that version).
+    pub fn format_version(&self) -> u32 {
+        self.inner.config.version
     }
 
     /// Changes the zstd level for what this value writes from now on.
@@ -1024,15 +1048,20 @@ impl Repository {
             }
             owned.push(chunk);
         }
+        let version = self.inner.config.version;
         let chunks: Vec<BlobId> = futures::stream::iter(owned)
             .map(|chunk| async move {
-                let json = tokio::task::spawn_blocking(move || {
-                    serde_json::to_vec(&chunk).expect("items serialize")
+                let encoded = tokio::task::spawn_blocking(move || {
+                    if version >= 2 {
+                        itemlist::encode(&chunk)
+                    } else {
+                        serde_json::to_vec(&chunk).expect("items serialize")
+                    }
                 })
                 .await
                 .map_err(|e| Error::backend("serializing the item list", e))?;
                 let (id, _) = self
-                    .put_blob_kind(Bytes::from(json), BlobKind::Tree)
+                    .put_blob_kind(Bytes::from(encoded), BlobKind::Tree)
                     .await?;
                 Ok::<_, Error>(id)
             })
@@ -1041,7 +1070,7 @@ impl Repository {
             .await?;
         self.flush().await?;
         let file = SnapshotFile {
-            version: FORMAT_VERSION,
+            version,
             snapshot: snap,
             item_count,
             total_size,
@@ -1110,7 +1139,7 @@ impl Repository {
             .map_err(|e| Error::corrupt(what(), e.to_string()))?;
         let mut file: SnapshotFile = serde_json::from_slice(&plain)
             .map_err(|e| Error::corrupt(what(), format!("not valid JSON: {e}")))?;
-        if file.version != FORMAT_VERSION {
+        if !supported(file.version) {
             return Err(Error::UnsupportedVersion {
                 url: self.inner.url.clone(),
                 found: file.version,
@@ -1124,17 +1153,19 @@ impl Repository {
     /// A snapshot's item list: its chunks are read and parsed concurrently
     /// (parsing on blocking threads), then joined in order.
     pub(crate) async fn load_items(&self, file: &SnapshotFile) -> Result<Vec<ItemEntry>> {
+        let version = file.version;
         let parts: Vec<Vec<ItemEntry>> = futures::stream::iter(&file.item_chunks)
             .map(|chunk| async move {
                 let data = self.get_blob(chunk).await?;
                 let chunk = *chunk;
                 tokio::task::spawn_blocking(move || {
-                    serde_json::from_slice::<Vec<ItemEntry>>(&data).map_err(|e| {
-                        Error::corrupt(
-                            format!("item list chunk {chunk}"),
-                            format!("not valid JSON: {e}"),
-                        )
-                    })
+                    let items = if version >= 2 {
+                        itemlist::decode(&data)
+                    } else {
+                        serde_json::from_slice::<Vec<ItemEntry>>(&data)
+                            .map_err(|e| format!("not valid JSON: {e}"))
+                    };
+                    items.map_err(|e| Error::corrupt(format!("item list chunk {chunk}"), e))
                 })
                 .await
                 .map_err(|e| Error::backend("parsing an item list", e))?
@@ -1308,5 +1339,178 @@ pub(crate) fn summary_of(f: &SnapshotFile) -> SnapshotSummary {
         total_size: f.total_size,
         error_count: s.errors.len() as u64,
         complete: s.complete,
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    //! What each format version stores, checked in the decrypted files, and
+    //! versions newer than this library refused by name.
+    use super::*;
+    use crate::snapshot::ItemEntry;
+
+    const PASSWORD: &str = "format tests";
+
+    fn opts(version: u32) -> InitOptions {
+        InitOptions {
+            kdf: KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            format_version: version,
+            ..InitOptions::default()
+        }
+    }
+
+    fn items(blob: BlobId, n: usize) -> Vec<ItemEntry> {
+        (0..n)
+            .map(|i| ItemEntry {
+                id: format!("item-{i}"),
+                folder_id: format!("folder-{}", i % 7),
+                change_key: format!("ck-{i}"),
+                item_type: "IPM.Note".into(),
+                size: i as u64,
+                created: Some(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()),
+                modified: None,
+                subject: (i % 2 == 0).then(|| format!("Subject {i}")),
+                sender: None,
+                categories: vec![],
+                blob,
+            })
+            .collect()
+    }
+
+    async fn index_payloads(repo: &Repository) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for name in repo.file_names("index").await.unwrap() {
+            let data = repo
+                .inner
+                .backend
+                .get(&format!("index/{name}"))
+                .await
+                .unwrap();
+            out.push(crypto::open(&repo.inner.cipher, aad::INDEX, &data).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn each_version_stores_its_encoding_and_keeps_it_after_reopening() {
+        for (version, list_start, index_start) in [(1, &b"["[..], &b"{"[..]), (2, b"GBIL", b"GBIX")]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let url = dir.path().to_str().unwrap().to_string();
+            let repo = Repository::init_with(&url, PASSWORD, opts(version))
+                .await
+                .unwrap();
+            let (blob, _) = repo.put_blob(Bytes::from_static(b"content")).await.unwrap();
+            let mut snap = Snapshot::new("MBX:1", "one");
+            snap.items = items(blob, ITEMS_PER_CHUNK + 10);
+            let id = repo.save_snapshot(snap.clone()).await.unwrap();
+            // Reopened, the repository still writes its own version.
+            let repo = Repository::open(&url, PASSWORD).await.unwrap();
+            assert_eq!(repo.format_version(), version);
+            let mut second = snap.clone();
+            second.items.truncate(3);
+            repo.save_snapshot(second).await.unwrap();
+            let file = repo.read_snapshot_file(&id.0).await.unwrap();
+            assert_eq!(file.version, version);
+            assert_eq!(file.item_chunks.len(), 2);
+            for chunk in &file.item_chunks {
+                let plain = repo.get_blob(chunk).await.unwrap();
+                assert!(plain.starts_with(list_start), "version {version}");
+            }
+            let payloads = index_payloads(&repo).await;
+            assert_eq!(payloads.len(), 2);
+            for p in payloads {
+                assert!(p.starts_with(index_start), "version {version}");
+            }
+            assert_eq!(repo.load_snapshot(&id.0).await.unwrap().items, snap.items);
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_outside_the_supported_range_are_refused() {
+        for bad in [0, FORMAT_VERSION + 1] {
+            let err = Repository::init_with("memory://", PASSWORD, opts(bad))
+                .await
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("format version"), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().to_str().unwrap().to_string();
+        let repo = Repository::init_with(&url, PASSWORD, opts(FORMAT_VERSION))
+            .await
+            .unwrap();
+        let id = repo
+            .save_snapshot(Snapshot::new("MBX:1", "one"))
+            .await
+            .unwrap();
+        let newer = FORMAT_VERSION + 1;
+        let unsupported = |r: Result<Repository>| match r {
+            Err(Error::UnsupportedVersion {
+                found, supported, ..
+            }) => found == newer && supported == FORMAT_VERSION,
+            _ => false,
+        };
+
+        // A snapshot file of a newer version.
+        let mut file = repo.read_snapshot_file(&id.0).await.unwrap();
+        file.version = newer;
+        let json = serde_json::to_vec(&file).unwrap();
+        let sealed = crypto::seal(&repo.inner.cipher, aad::SNAPSHOT, &json, 0);
+        let name = blake3::hash(&sealed).to_hex().to_string();
+        repo.inner
+            .backend
+            .put(&format!("snapshots/{name}"), Bytes::from(sealed))
+            .await
+            .unwrap();
+        let fresh = Repository::open(&url, PASSWORD).await.unwrap();
+        assert!(matches!(
+            fresh.load_snapshot(&name).await,
+            Err(Error::UnsupportedVersion { found, .. }) if found == newer
+        ));
+
+        // A JSON index file naming a newer version.
+        let index = IndexFile {
+            version: newer,
+            packs: vec![],
+        };
+        let sealed = crypto::seal(
+            &repo.inner.cipher,
+            aad::INDEX,
+            &serde_json::to_vec(&index).unwrap(),
+            0,
+        );
+        let name = blake3::hash(&sealed).to_hex().to_string();
+        repo.inner
+            .backend
+            .put(&format!("index/{name}"), Bytes::from(sealed))
+            .await
+            .unwrap();
+        assert!(unsupported(Repository::open(&url, PASSWORD).await));
+        repo.inner
+            .backend
+            .delete(&format!("index/{name}"))
+            .await
+            .unwrap();
+
+        // A config of a newer version.
+        let mut config = repo.inner.config.clone();
+        config.version = newer;
+        let sealed = crypto::seal(
+            &repo.inner.cipher,
+            aad::CONFIG,
+            &serde_json::to_vec(&config).unwrap(),
+            0,
+        );
+        repo.inner
+            .backend
+            .put("config", Bytes::from(sealed))
+            .await
+            .unwrap();
+        assert!(unsupported(Repository::open(&url, PASSWORD).await));
     }
 }

@@ -485,7 +485,16 @@ async fn locks_conflict_wait_fail_and_stale_ones_are_taken_over() {
 
 #[tokio::test]
 async fn snapshots_save_list_load_latest_and_chunked_items() {
-    let repo = Repository::init_with("memory://", PASSWORD, opts())
+    snapshots_in_format(backup::FORMAT_VERSION).await;
+}
+
+#[tokio::test]
+async fn snapshots_in_format_1() {
+    snapshots_in_format(1).await;
+}
+
+async fn snapshots_in_format(version: u32) {
+    let repo = Repository::init_with("memory://", PASSWORD, opts_v(version))
         .await
         .unwrap();
     let (blob, _) = repo.put_blob(text(1, 5000)).await.unwrap();
@@ -579,9 +588,20 @@ async fn snapshots_save_list_load_latest_and_chunked_items() {
 
 #[tokio::test]
 async fn prune_keep_last_frees_exactly_the_unreferenced_data() {
+    prune_in_format(backup::FORMAT_VERSION).await;
+}
+
+#[tokio::test]
+async fn prune_in_format_1() {
+    prune_in_format(1).await;
+}
+
+async fn prune_in_format(version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().to_str().unwrap().to_string();
-    let repo = init_dir(dir.path()).await;
+    let repo = Repository::init_with(&url, PASSWORD, opts_v(version))
+        .await
+        .unwrap();
     let shared = noise(999, 40_000);
     let (shared_id, _) = repo.put_blob(shared.clone()).await.unwrap();
     let mut uniques = Vec::new();
@@ -675,6 +695,7 @@ async fn prune_keep_last_frees_exactly_the_unreferenced_data() {
         repo.prune(&RetentionPolicy::default(), false).await,
         Err(Error::Invalid { .. })
     ));
+    assert_eq!(repo.format_version(), version);
 }
 
 #[test]
@@ -742,7 +763,16 @@ fn retention_policy_follows_restic() {
 
 #[tokio::test]
 async fn find_across_snapshots_and_diff() {
-    let repo = Repository::init_with("memory://", PASSWORD, opts())
+    find_in_format(backup::FORMAT_VERSION).await;
+}
+
+#[tokio::test]
+async fn find_in_format_1() {
+    find_in_format(1).await;
+}
+
+async fn find_in_format(version: u32) {
+    let repo = Repository::init_with("memory://", PASSWORD, opts_v(version))
         .await
         .unwrap();
     let (b1, _) = repo.put_blob(text(1, 100)).await.unwrap();

@@ -16,6 +16,15 @@ pub fn opts() -> InitOptions {
         },
         pack_size: 256 * 1024,
         compression_level: 3,
+        format_version: backup::FORMAT_VERSION,
+    }
+}
+
+/// [`opts`] for a repository in format version `v`.
+pub fn opts_v(v: u32) -> InitOptions {
+    InitOptions {
+        format_version: v,
+        ..opts()
     }
 }
 

@@ -95,6 +95,12 @@ impl RepoArgs {
 pub struct InitArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Repository format version: 2 (the default) stores item lists and
+    /// index files in binary; 1 stores them in JSON, for a repository that
+    /// graphbox versions before format 2 must still read.
+    #[arg(long, default_value_t = backup::FORMAT_VERSION,
+          value_parser = clap::value_parser!(u32).range(i64::from(backup::OLDEST_FORMAT_VERSION)..=i64::from(backup::FORMAT_VERSION)))]
+    pub format_version: u32,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -119,16 +125,26 @@ async fn run_command(cmd: ClientCmd) -> Result<()> {
     match cmd {
         ClientCmd::Init(a) => {
             let password = a.repo.password()?;
-            let repo = backup::Repository::init(&a.repo.repo, &password)
+            let opts = backup::InitOptions {
+                format_version: a.format_version,
+                ..backup::InitOptions::default()
+            };
+            let repo = backup::Repository::init_with(&a.repo.repo, &password, opts)
                 .await
                 .with_context(|| format!("creating the repository {}", a.repo.repo))?;
             if a.json {
                 println!(
                     "{}",
-                    serde_json::json!({"repository": repo.url(), "id": repo.id()})
+                    serde_json::json!({"repository": repo.url(), "id": repo.id(),
+                                       "format_version": repo.format_version()})
                 );
             } else {
-                println!("created repository {} at {}", repo.id(), repo.url());
+                println!(
+                    "created repository {} at {} (format version {})",
+                    repo.id(),
+                    repo.url(),
+                    repo.format_version()
+                );
             }
             Ok(())
         }

@@ -2,8 +2,8 @@
 //! (demo mailbox content) against a memcpy baseline, and `get_blob`
 //! (restore). Single-threaded runtime: the numbers are per core.
 //! `snapshot_10k`: saving and loading the item list of a 10,000-item
-//! mailbox (what every incremental backup does once), against cloning the
-//! list in memory.
+//! mailbox (what every incremental backup does once) in repository formats
+//! 2 (binary) and 1 (JSON), against cloning the list in memory.
 //!
 //! `cargo bench -p backup --bench repo`
 
@@ -181,38 +181,45 @@ fn bench_snapshot(c: &mut Criterion) {
         .build()
         .unwrap();
     let items: Vec<ItemEntry> = (0..10_000).map(entry).collect();
-    let repo = rt.block_on(async {
-        Repository::init_with("memory://", "bench", opts())
-            .await
-            .unwrap()
-    });
     let mut g = c.benchmark_group("snapshot_10k");
     g.throughput(Throughput::Elements(items.len() as u64));
     g.bench_function("clone_baseline", |b| b.iter(|| black_box(items.clone())));
-    // One item differs per save (as in an incremental run), so every chunk
-    // is new content.
-    let mut n = 0u64;
-    g.bench_function("save_snapshot", |b| {
-        b.iter(|| {
-            n += 1;
+    // Format 2 (binary item lists) and format 1 (JSON), in the same run.
+    for version in [backup::FORMAT_VERSION, 1] {
+        let repo = rt.block_on(async {
+            let o = InitOptions {
+                format_version: version,
+                ..opts()
+            };
+            Repository::init_with("memory://", "bench", o).await.unwrap()
+        });
+        // One item differs per save (as in an incremental run), so every
+        // chunk is new content.
+        let mut n = 0u64;
+        g.bench_function(format!("save_snapshot/format{version}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let mut snap = Snapshot::new("MBX:bench", "bench");
+                snap.items = items.clone();
+                snap.items[0].size = n;
+                rt.block_on(async { black_box(repo.save_snapshot(snap).await.unwrap()) })
+            })
+        });
+        let head = rt.block_on(async {
             let mut snap = Snapshot::new("MBX:bench", "bench");
             snap.items = items.clone();
-            snap.items[0].size = n;
-            rt.block_on(async { black_box(repo.save_snapshot(snap).await.unwrap()) })
-        })
-    });
-    let head = rt.block_on(async {
-        let mut snap = Snapshot::new("MBX:bench", "bench");
-        snap.items = items.clone();
-        repo.save_snapshot(snap).await.unwrap();
-        repo.latest_snapshot_head("MBX:bench")
-            .await
-            .unwrap()
-            .unwrap()
-    });
-    g.bench_function("load_snapshot_items", |b| {
-        b.iter(|| rt.block_on(async { black_box(repo.load_snapshot_items(&head).await.unwrap()) }))
-    });
+            repo.save_snapshot(snap).await.unwrap();
+            repo.latest_snapshot_head("MBX:bench")
+                .await
+                .unwrap()
+                .unwrap()
+        });
+        g.bench_function(format!("load_snapshot_items/format{version}"), |b| {
+            b.iter(|| {
+                rt.block_on(async { black_box(repo.load_snapshot_items(&head).await.unwrap()) })
+            })
+        });
+    }
     g.finish();
 }
 

@@ -191,7 +191,9 @@ fn bench_snapshot(c: &mut Criterion) {
                 format_version: version,
                 ..opts()
             };
-            Repository::init_with("memory://", "bench", o).await.unwrap()
+            Repository::init_with("memory://", "bench", o)
+                .await
+                .unwrap()
         });
         // One item differs per save (as in an incremental run), so every
         // chunk is new content.

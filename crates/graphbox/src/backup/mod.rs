@@ -97,7 +97,7 @@ pub struct InitArgs {
     pub repo: RepoArgs,
     /// Repository format version: 2 (the default) stores item lists and
     /// index files in binary; 1 stores them in JSON, for a repository that
-    /// graphbox versions before format 2 must still read.
+    /// graphbox builds older than format 2 must still read.
     #[arg(long, default_value_t = backup::FORMAT_VERSION,
           value_parser = clap::value_parser!(u32).range(i64::from(backup::OLDEST_FORMAT_VERSION)..=i64::from(backup::FORMAT_VERSION)))]
     pub format_version: u32,

@@ -459,6 +459,44 @@ def test_mailbox_named_twice_in_one_run(world, first):
     assert b["exported"] == 0 and b["reused"] == a["items"], result
 
 
+def test_folders_added_and_removed_between_backups(world):
+    """A folder deleted (with its subfolder and items) and one created
+    between two backups: the incremental run drops the deleted ones without
+    recording an error (their item deltas, asked for alongside the folder
+    delta, answer 404 and are discarded) and exports the new folder's item."""
+    w = world
+    w.user("fred")
+    w.seed("fred", "inbox", 6, 61)
+    mb = w.mbx("fred")
+    g = w.graph()
+    old = g.call("POST", f"{g.mbx(mb)}/folders", {"displayName": "Old"}, expect=(201,))
+    sub = g.call("POST", f"{g.mbx(mb)}/folders/{old['id']}/childFolders",
+                 {"displayName": "Sub"}, expect=(201,))
+    w.seed("fred", old["id"], 3, 62)
+    w.seed("fred", sub["id"], 2, 63)
+    repo = w.new_repo()
+    s1 = summary_of(w.backup(repo, "fred"), "fred")
+    assert s1["failed"] is None and s1["items"] == 11 and s1["errors"] == [], s1
+
+    g.call("DELETE", f"{g.mbx(mb)}/folders/{old['id']}", expect=(204,))
+    new = g.call("POST", f"{g.mbx(mb)}/folders", {"displayName": "New"}, expect=(201,))
+    inbox_item = next(iter(mailbox_content(g, mb).values()))[2]
+    added = g.import_item(mb, new["id"], inbox_item)["itemId"]
+
+    result = w.backup(repo, "fred")
+    assert result["ok"] is True, result
+    s2 = summary_of(result, "fred")
+    assert s2["errors"] == [] and s2["failed"] is None, s2
+    assert s2["exported"] == 1 and s2["items"] == 7 and s2["removed"] == 5, s2
+    d = w.client_json("snapshots", "--repo", repo, "diff", s1["snapshot"], s2["snapshot"])
+    assert d["foldersAdded"] == ["/New"], d
+    assert sorted(d["foldersRemoved"]) == ["/Old", "/Old/Sub"], d
+    assert [i["id"] for i in d["itemsAdded"]] == [added]
+    assert len(d["itemsRemoved"]) == 5
+    show = w.client_json("snapshots", "--repo", repo, "show", s2["snapshot"], "--items")
+    assert {i["id"] for i in show["items"]} == set(mailbox_content(g, mb))
+
+
 def object_store_url(var: str) -> str:
     base = os.environ.get(var, "").strip()
     if not base:

@@ -448,14 +448,74 @@ struct Deltas {
 /// One folder's item delta, and whether it is a full one.
 type FolderItems = (DeltaResult<ItemSummary>, bool);
 
-/// The folder delta, then the item delta of every folder, up to the
-/// client's per-mailbox concurrency at once (one round trip each on an
-/// incremental run: most of its time when little changed).
+/// The folder delta and the item delta of every folder, up to the client's
+/// per-mailbox concurrency at once (one round trip each on an incremental
+/// run: most of its time when little changed). The previous snapshot's
+/// folders do not wait for the folder delta: their item deltas start with it,
+/// and the answers of folders it reports removed are dropped. Folders it adds
+/// are asked for after it.
 async fn fetch_deltas(
     client: &GraphClient,
     mbx: &str,
     parent: Option<&Snapshot>,
 ) -> Result<Deltas> {
+    let item_delta = |id: String| async move {
+        let link = parent.and_then(|p| p.item_delta_links.get(&id).cloned());
+        let r = match client.items_delta(mbx, &id, link.as_deref()).await {
+            Ok(d) => Ok((d, link.is_none())),
+            Err(client::Error::SyncStateNotFound { .. }) if link.is_some() => {
+                client.items_delta(mbx, &id, None).await.map(|d| (d, true))
+            }
+            Err(e) => Err(e),
+        };
+        (id, r)
+    };
+    let concurrency = client.profile().max_concurrency_per_mailbox;
+    let known: Vec<String> = parent
+        .map(|p| p.folders.iter().map(|f| f.id.clone()).collect())
+        .unwrap_or_default();
+    let (folder_delta, early) = tokio::join!(
+        folder_delta(client, mbx, parent),
+        futures::stream::iter(known)
+            .map(item_delta)
+            .buffer_unordered(concurrency)
+            .collect::<Vec<_>>(),
+    );
+    let (folders, full_folders, folder_delta_link) = folder_delta?;
+    let mut answers: HashMap<String, client::Result<FolderItems>> = early.into_iter().collect();
+    let added: Vec<String> = folders
+        .keys()
+        .filter(|id| !answers.contains_key(*id))
+        .cloned()
+        .collect();
+    let later: Vec<(String, client::Result<FolderItems>)> = futures::stream::iter(added)
+        .map(item_delta)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    answers.extend(later);
+    let items = folders
+        .keys()
+        .map(|id| {
+            let answer = answers.remove(id).expect("every folder was asked for");
+            (id.clone(), answer)
+        })
+        .collect();
+    Ok(Deltas {
+        folders,
+        full_folders,
+        folder_delta_link,
+        items,
+    })
+}
+
+/// The folder tree after the folder delta (on top of the parent's, unless
+/// the delta started over), whether it started over, and its new link.
+async fn folder_delta(
+    client: &GraphClient,
+    mbx: &str,
+    parent: Option<&Snapshot>,
+) -> Result<(BTreeMap<String, FolderEntry>, bool, String)> {
     let parent_folder_link = parent.and_then(|p| p.folder_delta_link.clone());
     let (fdelta, full_folders) = match client
         .folders_delta(mbx, parent_folder_link.as_deref())
@@ -487,28 +547,7 @@ async fn fetch_deltas(
             },
         );
     }
-    let ids: Vec<String> = folders.keys().cloned().collect();
-    let items = futures::stream::iter(ids)
-        .map(|id| async move {
-            let link = parent.and_then(|p| p.item_delta_links.get(&id).cloned());
-            let r = match client.items_delta(mbx, &id, link.as_deref()).await {
-                Ok(d) => Ok((d, link.is_none())),
-                Err(client::Error::SyncStateNotFound { .. }) if link.is_some() => {
-                    client.items_delta(mbx, &id, None).await.map(|d| (d, true))
-                }
-                Err(e) => Err(e),
-            };
-            (id, r)
-        })
-        .buffered(client.profile().max_concurrency_per_mailbox)
-        .collect()
-        .await;
-    Ok(Deltas {
-        folders,
-        full_folders,
-        folder_delta_link: fdelta.delta_link,
-        items,
-    })
+    Ok((folders, full_folders, fdelta.delta_link))
 }
 
 enum Stored {

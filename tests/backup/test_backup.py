@@ -525,6 +525,12 @@ def test_the_whole_cycle_on_object_stores_and_in_format_1(world, var, fmt):
     repo = object_store_url(var) if var else os.path.join(w.mkdtemp("repo-v1-"), "repo")
     created = w.client_json("init", "--repo", repo, "--format-version", str(fmt))
     assert created["format_version"] == fmt, created
+    if var is None:
+        # A version this build does not write is refused before anything is created.
+        other = os.path.join(w.mkdtemp("repo-v3-"), "repo")
+        bad = w.client("init", "--repo", other, "--format-version", "3", check=False)
+        assert bad.returncode != 0 and "1..=2" in bad.stderr, bad.stderr
+        assert not os.path.exists(other)
 
     s1 = summary_of(w.backup(repo, name), name)
     assert s1["failed"] is None and s1["exported"] == 17 and s1["items"] == 17, s1

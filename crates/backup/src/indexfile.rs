@@ -3,15 +3,17 @@
 //! repository reads every index file; a binary entry is read without
 //! parsing text.
 
+use crate::itemlist::Reader;
 use crate::pack::{ENTRY_LEN, PackEntry, parse_entry, put_entry};
 use crate::repo::{IndexFile, IndexPack};
 
 const MAGIC: &[u8; 4] = b"GBIX";
 const BINARY_VERSION: u8 = 1;
 
-/// Encodes `file` the way repository format `format` stores index files.
-pub(crate) fn encode(file: &IndexFile, format: u32) -> Vec<u8> {
-    if format < 2 {
+/// Encodes `file` the way repository format `file.version` stores index
+/// files.
+pub(crate) fn encode(file: &IndexFile) -> Vec<u8> {
+    if file.version < 2 {
         return serde_json::to_vec(file).expect("index serializes");
     }
     let entries: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
@@ -52,32 +54,25 @@ fn is_pack_id(id: &str) -> bool {
 }
 
 fn decode_binary(plain: &[u8]) -> Result<IndexFile, String> {
-    let mut rest = &plain[MAGIC.len()..];
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        if rest.len() < n {
-            return Err("it ends early".into());
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Ok(head)
-    };
-    let version = take(1)?[0];
+    let mut r = Reader::new(&plain[MAGIC.len()..]);
+    let version = r.take(1)?[0];
     if version != BINARY_VERSION {
         return Err(format!(
             "its binary version {version} is not {BINARY_VERSION}"
         ));
     }
     let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize;
-    let pack_count = u32_at(take(4)?);
+    let pack_count = u32_at(r.take(4)?);
     let mut packs = Vec::with_capacity(pack_count.min(plain.len() / 36));
     let mut n = 0;
     for _ in 0..pack_count {
-        let id = hex::encode(take(32)?);
-        let count = u32_at(take(4)?);
+        let id = hex::encode(r.take(32)?);
+        let count = u32_at(r.take(4)?);
         let bytes = count
             .checked_mul(ENTRY_LEN)
             .ok_or("a blob count overflows")?;
-        let blobs = take(bytes)?
+        let blobs = r
+            .take(bytes)?
             .chunks_exact(ENTRY_LEN)
             .map(|c| {
                 n += 1;
@@ -86,8 +81,8 @@ fn decode_binary(plain: &[u8]) -> Result<IndexFile, String> {
             .collect::<Result<Vec<PackEntry>, String>>()?;
         packs.push(IndexPack { id, blobs });
     }
-    if !rest.is_empty() {
-        return Err(format!("{} bytes follow its last pack", rest.len()));
+    if r.remaining() != 0 {
+        return Err(format!("{} bytes follow its last pack", r.remaining()));
     }
     Ok(IndexFile { version: 2, packs })
 }
@@ -132,18 +127,21 @@ mod tests {
     #[test]
     fn both_formats_round_trip() {
         let f = file();
-        let bin = encode(&f, 2);
+        let bin = encode(&f);
         assert!(bin.starts_with(b"GBIX"));
         assert_eq!(bin.len(), 9 + 3 * 36 + 8 * ENTRY_LEN);
         assert!(same(&decode(&bin).unwrap(), &f));
-        let json = encode(&f, 1);
+        let json = encode(&IndexFile {
+            version: 1,
+            packs: file().packs,
+        });
         assert!(json.starts_with(b"{"));
         assert!(same(&decode(&json).unwrap(), &f));
     }
 
     #[test]
     fn damaged_files_are_refused() {
-        let bin = encode(&file(), 2);
+        let bin = encode(&file());
         for n in 4..bin.len() {
             assert!(decode(&bin[..n]).is_err(), "a {n}-byte prefix was accepted");
         }

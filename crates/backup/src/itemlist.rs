@@ -22,8 +22,25 @@ const CHUNK_VERSION: u8 = 1;
 /// bounds the allocation a hostile item count can ask for.
 const MIN_ITEM_LEN: usize = 10 + 32;
 
-/// Encodes `items` as one chunk.
-pub(crate) fn encode(items: &[ItemEntry]) -> Vec<u8> {
+/// Encodes `items` as one chunk the way repository format `format` stores
+/// it (format 1: a JSON array).
+pub(crate) fn encode(items: &[ItemEntry], format: u32) -> Vec<u8> {
+    if format < 2 {
+        return serde_json::to_vec(items).expect("items serialize");
+    }
+    encode_binary(items)
+}
+
+/// Decodes a chunk of repository format `format`; the error says what is
+/// wrong with it.
+pub(crate) fn decode(data: &[u8], format: u32) -> Result<Vec<ItemEntry>, String> {
+    if format < 2 {
+        return serde_json::from_slice(data).map_err(|e| format!("not valid JSON: {e}"));
+    }
+    decode_binary(data)
+}
+
+fn encode_binary(items: &[ItemEntry]) -> Vec<u8> {
     let mut folders: Table = Table::default();
     let mut types: Table = Table::default();
     let refs: Vec<(u32, u32)> = items
@@ -66,9 +83,8 @@ pub(crate) fn encode(items: &[ItemEntry]) -> Vec<u8> {
     out
 }
 
-/// Decodes a chunk; the error says what is wrong with it.
-pub(crate) fn decode(data: &[u8]) -> Result<Vec<ItemEntry>, String> {
-    let mut r = Reader { data, pos: 0 };
+fn decode_binary(data: &[u8]) -> Result<Vec<ItemEntry>, String> {
+    let mut r = Reader::new(data);
     if r.take(4)? != MAGIC {
         return Err("it does not start with GBIL".into());
     }
@@ -164,17 +180,22 @@ fn put_time(out: &mut Vec<u8>, t: Option<OffsetDateTime>) {
     }
 }
 
-struct Reader<'a> {
+/// Reads a byte string front to back (the binary index files use it too).
+pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
+    pub(crate) fn new(data: &'a [u8]) -> Reader<'a> {
+        Reader { data, pos: 0 }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
         self.data.len() - self.pos
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if n > self.remaining() {
             return Err("it ends early".into());
         }
@@ -338,48 +359,62 @@ mod tests {
     #[test]
     fn round_trip_and_tables() {
         let items: Vec<ItemEntry> = (0..50).map(entry).collect();
-        let data = encode(&items);
-        assert_eq!(decode(&data).unwrap(), items);
+        let data = encode_binary(&items);
+        assert_eq!(decode_binary(&data).unwrap(), items);
         // Three folder ids and two item types are each stored once.
         let text = String::from_utf8_lossy(&data);
         assert_eq!(text.matches("folder-1").count(), 1);
         assert_eq!(text.matches("IPM.Appointment").count(), 1);
-        assert_eq!(decode(&encode(&[])).unwrap(), Vec::<ItemEntry>::new());
+        assert_eq!(
+            decode_binary(&encode_binary(&[])).unwrap(),
+            Vec::<ItemEntry>::new()
+        );
     }
 
     #[test]
     fn every_truncation_and_trailing_bytes_are_refused() {
-        let data = encode(&(0..3).map(entry).collect::<Vec<_>>());
+        let data = encode_binary(&(0..3).map(entry).collect::<Vec<_>>());
         for n in 0..data.len() {
             assert!(
-                decode(&data[..n]).is_err(),
+                decode_binary(&data[..n]).is_err(),
                 "a {n}-byte prefix was accepted"
             );
         }
         let mut longer = data.clone();
         longer.push(0);
-        assert_eq!(decode(&longer).unwrap_err(), "1 bytes follow its last item");
+        assert_eq!(
+            decode_binary(&longer).unwrap_err(),
+            "1 bytes follow its last item"
+        );
     }
 
     #[test]
     fn bad_chunks_name_the_problem() {
-        let good = encode(&[entry(1)]);
+        let good = encode_binary(&[entry(1)]);
         let mut magic = good.clone();
         magic[0] = b'X';
-        assert!(decode(&magic).unwrap_err().contains("GBIL"));
+        assert!(decode_binary(&magic).unwrap_err().contains("GBIL"));
         let mut version = good.clone();
         version[4] = 9;
-        assert!(decode(&version).unwrap_err().contains("chunk version 9"));
+        assert!(
+            decode_binary(&version)
+                .unwrap_err()
+                .contains("chunk version 9")
+        );
         // A huge item count is refused before anything is allocated for it.
         let mut count = b"GBIL\x01".to_vec();
         count.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
-        assert!(decode(&count).unwrap_err().contains("exceeds the chunk"));
+        assert!(
+            decode_binary(&count)
+                .unwrap_err()
+                .contains("exceeds the chunk")
+        );
         // A folder number outside the table.
         let mut folder = b"GBIL\x01\x01\x00\x00".to_vec();
         folder.extend_from_slice(&[1, b'i', 5]);
         folder.resize(folder.len() + 60, 0);
         assert!(
-            decode(&folder)
+            decode_binary(&folder)
                 .unwrap_err()
                 .contains("folder number 5 is not in the table of 0")
         );
@@ -387,7 +422,7 @@ mod tests {
         let mut utf = b"GBIL\x01\x01\x01\x01f\x01\x01t".to_vec();
         utf.extend_from_slice(&[1, 0xff]);
         utf.resize(utf.len() + 60, 0);
-        assert!(decode(&utf).unwrap_err().contains("id is not UTF-8"));
+        assert!(decode_binary(&utf).unwrap_err().contains("id is not UTF-8"));
     }
 
     #[test]
@@ -396,24 +431,22 @@ mod tests {
         put_sint(&mut out, i64::MAX);
         put_uint(&mut out, 0);
         put_sint(&mut out, 0);
-        let mut r = Reader {
-            data: &[&[1][..], &out].concat(),
-            pos: 0,
-        };
+        let data = [&[1][..], &out].concat();
+        let mut r = Reader::new(&data);
         assert!(r.time("created").unwrap_err().contains("out of range"));
         let mut out = vec![1];
         put_sint(&mut out, 0);
         put_uint(&mut out, 1_000_000_000);
         put_sint(&mut out, 0);
-        let mut r = Reader { data: &out, pos: 0 };
+        let mut r = Reader::new(&out);
         assert!(r.time("created").is_err());
         let mut out = vec![1];
         put_sint(&mut out, 0);
         put_uint(&mut out, 0);
         put_sint(&mut out, 200_000);
-        let mut r = Reader { data: &out, pos: 0 };
+        let mut r = Reader::new(&out);
         assert!(r.time("created").is_err());
-        let mut r = Reader { data: &[7], pos: 0 };
+        let mut r = Reader::new(&[7]);
         assert!(r.time("created").unwrap_err().contains("tag 7"));
     }
 
@@ -431,32 +464,18 @@ mod tests {
         ] {
             let mut out = Vec::new();
             put_uint(&mut out, v);
-            assert_eq!(Reader { data: &out, pos: 0 }.uint().unwrap(), v);
+            assert_eq!(Reader::new(&out).uint().unwrap(), v);
         }
         for v in [0, -1, 1, i64::MIN, i64::MAX] {
             let mut out = Vec::new();
             put_sint(&mut out, v);
-            assert_eq!(Reader { data: &out, pos: 0 }.sint().unwrap(), v);
+            assert_eq!(Reader::new(&out).sint().unwrap(), v);
         }
         // 10 bytes whose last one sets bits past the 64th.
         let over = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
-        assert!(
-            Reader {
-                data: &over,
-                pos: 0
-            }
-            .uint()
-            .is_err()
-        );
+        assert!(Reader::new(&over).uint().is_err());
         let long = [0x80; 11];
-        assert!(
-            Reader {
-                data: &long,
-                pos: 0
-            }
-            .uint()
-            .is_err()
-        );
+        assert!(Reader::new(&long).uint().is_err());
     }
 
     fn arb_time() -> impl Strategy<Value = Option<OffsetDateTime>> {
@@ -522,7 +541,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_list_round_trips(items in proptest::collection::vec(arb_item(), 0..40)) {
-            let back = decode(&encode(&items)).unwrap();
+            let back = decode_binary(&encode_binary(&items)).unwrap();
             // Times compare as instants and offsets: the same value.
             prop_assert_eq!(back.len(), items.len());
             for (a, b) in back.iter().zip(&items) {
@@ -535,8 +554,8 @@ mod tests {
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut with_magic = b"GBIL\x01".to_vec();
             with_magic.extend_from_slice(&data);
-            let _ = decode(&with_magic);
-            let _ = decode(&data);
+            let _ = decode_binary(&with_magic);
+            let _ = decode_binary(&data);
         }
     }
 }

@@ -339,7 +339,7 @@ impl Inner {
     }
 
     pub(crate) async fn write_index_file(&self, file: &IndexFile) -> Result<String> {
-        let payload = indexfile::encode(file, self.config.version);
+        let payload = indexfile::encode(file);
         let sealed = crypto::seal(&self.cipher, aad::INDEX, &payload, self.level());
         let id = blake3::hash(&sealed).to_hex().to_string();
         self.backend
@@ -1051,15 +1051,10 @@ impl Repository {
         let version = self.inner.config.version;
         let chunks: Vec<BlobId> = futures::stream::iter(owned)
             .map(|chunk| async move {
-                let encoded = tokio::task::spawn_blocking(move || {
-                    if version >= 2 {
-                        itemlist::encode(&chunk)
-                    } else {
-                        serde_json::to_vec(&chunk).expect("items serialize")
-                    }
-                })
-                .await
-                .map_err(|e| Error::backend("serializing the item list", e))?;
+                let encoded =
+                    tokio::task::spawn_blocking(move || itemlist::encode(&chunk, version))
+                        .await
+                        .map_err(|e| Error::backend("serializing the item list", e))?;
                 let (id, _) = self
                     .put_blob_kind(Bytes::from(encoded), BlobKind::Tree)
                     .await?;
@@ -1159,13 +1154,8 @@ impl Repository {
                 let data = self.get_blob(chunk).await?;
                 let chunk = *chunk;
                 tokio::task::spawn_blocking(move || {
-                    let items = if version >= 2 {
-                        itemlist::decode(&data)
-                    } else {
-                        serde_json::from_slice::<Vec<ItemEntry>>(&data)
-                            .map_err(|e| format!("not valid JSON: {e}"))
-                    };
-                    items.map_err(|e| Error::corrupt(format!("item list chunk {chunk}"), e))
+                    itemlist::decode(&data, version)
+                        .map_err(|e| Error::corrupt(format!("item list chunk {chunk}"), e))
                 })
                 .await
                 .map_err(|e| Error::backend("parsing an item list", e))?

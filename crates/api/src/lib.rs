@@ -26,7 +26,13 @@
 //! # async fn run(meta: std::sync::Arc<dyn store::MetaStore>) -> Result<(), Box<dyn std::error::Error>> {
 //! let state = api::AppState::load(meta, "http://127.0.0.1:8080", "http://127.0.0.1:8080").await?;
 //! let app = api::router(state);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // TCP_NODELAY, or a client's delayed ACK can hold an answer's tail 40 ms.
+//! use axum::serve::ListenerExt;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+//!     .await?
+//!     .tap_io(|tcp| {
+//!         let _ = tcp.set_nodelay(true);
+//!     });
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```

@@ -182,6 +182,8 @@ impl FaultProxy {
                         continue;
                     }
                 };
+                // As graphbox serve does: no Nagle delay on the answers.
+                let _ = stream.set_nodelay(true);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(s.clone(), req));

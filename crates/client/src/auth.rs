@@ -2,6 +2,7 @@
 //! the device-code flow, cached, renewed before expiry, fetched once for
 //! any number of concurrent callers.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::http::Http;
 use crate::profile::{Credential, DeviceCodeCallback, DeviceCodePrompt, Profile};
 
 /// Grant type of the device-code token request (RFC 8628 §3.4).
@@ -41,7 +43,7 @@ struct State {
 }
 
 pub(crate) struct TokenCache {
-    http: reqwest::Client,
+    http: Arc<Http>,
     token_url: String,
     device_url: String,
     client_id: String,
@@ -103,7 +105,7 @@ fn as_secs(v: &serde_json::Value) -> Option<u64> {
 }
 
 impl TokenCache {
-    pub(crate) fn new(profile: &Profile, http: reqwest::Client) -> Result<TokenCache> {
+    pub(crate) fn new(profile: &Profile, http: Arc<Http>) -> Result<TokenCache> {
         let method = match &profile.credential {
             Credential::Secret { secret } => Method::Secret(secret.clone()),
             Credential::Certificate {
@@ -294,7 +296,13 @@ impl TokenCache {
         loop {
             attempt += 1;
             self.fetches.fetch_add(1, Ordering::Relaxed);
-            let sent = self.http.post(url).form(form).send().await;
+            let sent = self
+                .http
+                .request(reqwest::Method::POST, url)
+                .await?
+                .form(form)
+                .send()
+                .await;
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) if attempt < ATTEMPTS => {

@@ -26,6 +26,7 @@
 mod auth;
 mod error;
 mod export;
+mod http;
 mod model;
 mod profile;
 mod transport;
@@ -128,36 +129,7 @@ impl GraphClient {
     /// sends nothing (the first token is fetched by the first request).
     pub fn new(profile: Profile) -> Result<GraphClient> {
         profile.validate()?;
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_secs(profile.request_timeout_secs.max(1)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("graphbox-client/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &profile.ca_certificate {
-            let pem = std::fs::read(ca).map_err(|e| {
-                Error::Config(format!(
-                    "cannot read the CA certificate {}: {e}",
-                    ca.display()
-                ))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Config(format!("{} holds no PEM certificate: {e}", ca.display()))
-            })?;
-            if certs.is_empty() {
-                return Err(Error::Config(format!(
-                    "{} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
-                    ca.display()
-                )));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = Arc::new(http::Http::new(&profile)?);
         let tokens = Arc::new(auth::TokenCache::new(&profile, http.clone())?);
         let base = url::Url::parse(profile.graph_base.trim_end_matches('/'))
             .map_err(|e| Error::Config(format!("graph_base: {e}")))?;

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::TokenCache;
 use crate::error::{Error, Result};
+use crate::http::Http;
 
 /// Counters of what the client did (for progress and summaries).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,7 +104,7 @@ pub(crate) struct Policy {
 }
 
 pub(crate) struct Transport {
-    pub http: reqwest::Client,
+    pub http: Arc<Http>,
     pub tokens: Arc<TokenCache>,
     pub policy: Policy,
     pub counters: Counters,
@@ -333,7 +334,7 @@ fn origin(url: &str) -> Option<String> {
 
 impl Transport {
     pub(crate) fn new(
-        http: reqwest::Client,
+        http: Arc<Http>,
         tokens: Arc<TokenCache>,
         policy: Policy,
         graph_origin: String,
@@ -400,7 +401,7 @@ impl Transport {
             } else {
                 None
             };
-            let mut rb = self.http.request(req.method.clone(), &url);
+            let mut rb = self.http.request(req.method.clone(), &url).await?;
             if let Some(t) = &token {
                 rb = rb.bearer_auth(t);
             }

@@ -17,7 +17,9 @@ over three folders):
 
 Every figure is the median of 3 runs (9 for the incremental run, which is
 short enough for this shared machine's noise to move a median of 3 by 20%);
-each timed run starts after a sync(2), so none inherits the previous run's
+the full runs come first, then the incremental runs (`--order interleaved`
+follows each full run with a third of the incremental runs instead, so that
+both medians sample the same stretches of the machine's load); each timed run starts after a sync(2), so none inherits the previous run's
 writeback, and an incremental run starts once the server has been idle for
 0.2 s (the changes' background work, collecting replaced content, done). The client, the server and the benchmark script share the
 machine's cores.
@@ -209,6 +211,9 @@ def main():
     ap.add_argument("--items", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--incr-runs", type=int, default=9)
+    ap.add_argument("--order", choices=["sequential", "interleaved"], default="sequential",
+                    help="sequential: all full runs, then all incremental runs; interleaved: "
+                         "each full run followed by its share of the incremental runs")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="graphbox-backup-bench-")
     repos, servers = [], []
@@ -271,9 +276,23 @@ def bench(a, d, repos, servers):
             cpu["server"].append(server_cpu(p.pid) - s0)
         return dt, res.stdout
 
-    # 2. Full backups, each into a fresh repository.
-    full, repo_sizes = [], []
-    for _ in range(a.runs):
+    # 2. Full backups, each into a fresh repository, and 3. incremental
+    #    backups after 1% of the items changed (update mode, the content of
+    #    another item), into the first repository. By default all full runs
+    #    come first; `--order interleaved` alternates them (full run k, then
+    #    its share of the incremental runs), so that the two medians of the
+    #    ratio come from the same stretches of this shared machine's load.
+    full, repo_sizes, full_cpu = [], [], {"client": [], "server": []}
+    changes = Changes(w)
+    n_change = max(1, a.items // 100)
+    incr, incr_exported, incr_cpu = [], [], {"client": [], "server": []}
+    assert 2 * a.incr_runs * n_change + 1 <= len(ids), "too many incremental runs for the mailbox"
+
+    def take_cpu(into):
+        for k in ("client", "server"):
+            into[k].append(cpu[k].pop())
+
+    def full_run():
         repo = os.path.join(tempfile.mkdtemp(prefix="graphbox-bench-repo-"), "repo")
         repos.append(repo)
         client("init", "--repo", repo)
@@ -282,23 +301,34 @@ def bench(a, d, repos, servers):
         s = json.loads(out)["mailboxes"][0]
         assert s["items"] == a.items and s["exported"] == a.items, s
         full.append(dt)
+        take_cpu(full_cpu)
         repo_sizes.append(du(repo))
 
-    # 3. Incremental backups after 1% of the items changed (update mode, the
-    #    content of another item), into the first repository.
-    changes = Changes(w)
-    n_change = max(1, a.items // 100)
-    incr, incr_exported = [], []
-    assert 2 * a.incr_runs * n_change + 1 <= len(ids), "too many incremental runs for the mailbox"
-    for r in range(a.incr_runs):
+    def incremental_run(r):
         changes.apply(ids[r * n_change:(r + 1) * n_change],
                       ids[-(r + 1) * n_change - 1:-r * n_change - 1])
-        dt, out = client("backup", "--repo", repos[0], *conn_args, "--mailbox", f"u@{DOMAIN}",
-                         "--json")
+        dt, out = client("backup", "--repo", repos[0], *conn_args, "--mailbox",
+                         f"u@{DOMAIN}", "--json")
         s = json.loads(out)["mailboxes"][0]
         assert s["items"] == a.items and s["exported"] == n_change, s
         incr.append(dt)
+        take_cpu(incr_cpu)
         incr_exported.append(s["exported"])
+
+    if a.order == "sequential":
+        schedule = ["full"] * a.runs + ["incr"] * a.incr_runs
+    else:
+        schedule = []
+        for k in range(a.runs):
+            schedule += ["full"] + ["incr"] * len(range(k, a.incr_runs, a.runs))
+    r = 0
+    for kind in schedule:
+        if kind == "full":
+            full_run()
+        else:
+            incremental_run(r)
+            r += 1
+    assert r == a.incr_runs, r
 
     raw_med = statistics.median(raw)
     full_med = statistics.median(full)
@@ -315,15 +345,16 @@ def bench(a, d, repos, servers):
         "full_backup_median_s": round(full_med, 2),
         "full_backup_items_per_s": round(backup_rate),
         "full_vs_raw_ratio": round(backup_rate / raw_med, 3),
+        "order": a.order,
         "incremental_changed_items": n_change,
         "incremental_s": [round(x, 3) for x in incr],
         "incremental_median_s": round(incr_med, 3),
         "incremental_vs_full_ratio": round(incr_med / full_med, 4),
-        "full_client_cpu_s": [round(x, 2) for x in cpu["client"][:a.runs]],
-        "full_server_cpu_s": [round(x, 2) for x in cpu["server"][:a.runs]],
-        "incremental_client_cpu_s": [round(x, 3) for x in cpu["client"][a.runs:]],
-        "incremental_client_cpu_median_s": round(statistics.median(cpu["client"][a.runs:]), 3),
-        "incremental_server_cpu_s": [round(x, 3) for x in cpu["server"][a.runs:]],
+        "full_client_cpu_s": [round(x, 2) for x in full_cpu["client"]],
+        "full_server_cpu_s": [round(x, 2) for x in full_cpu["server"]],
+        "incremental_client_cpu_s": [round(x, 3) for x in incr_cpu["client"]],
+        "incremental_client_cpu_median_s": round(statistics.median(incr_cpu["client"]), 3),
+        "incremental_server_cpu_s": [round(x, 3) for x in incr_cpu["server"]],
         "repo_mb": [round(x / 2**20, 1) for x in repo_sizes],
         "repo_vs_raw_ratio": round(repo_med / raw_bytes, 3),
     }, indent=1))

@@ -76,16 +76,13 @@ impl Http {
             request_timeout: Duration::from_secs(profile.request_timeout_secs.max(1)),
             extra_roots: read_ca_certificate(profile)?,
         };
-        let tls = tokio::sync::OnceCell::new();
-        if is_https(&profile.graph_base) || is_https(&profile.authority) {
-            // Needed by the first request: built now, where the caller can
-            // overlap it with other work.
-            tls.set(settings.build_tls()?)
-                .unwrap_or_else(|_| unreachable!("the cell is new"));
-        }
+        // A profile that talks https:// needs the TLS client for its first
+        // request: built now, where the caller can overlap it with other work.
+        let eager = is_https(&profile.graph_base) || is_https(&profile.authority);
+        let tls = eager.then(|| settings.build_tls()).transpose()?;
         Ok(Http {
             plain: settings.build_plain()?,
-            tls,
+            tls: tokio::sync::OnceCell::new_with(tls),
             settings,
         })
     }

@@ -11,6 +11,7 @@
 
 mod aligned;
 mod backend;
+pub mod chunks;
 mod crypto;
 mod error;
 mod find;
@@ -25,6 +26,7 @@ pub mod retention;
 mod snapshot;
 mod verify;
 
+pub use chunks::{ChunkIndex, ChunkInfo, ITEMS_PER_CHUNK, ListChunk, ListPart};
 pub use crypto::{BlobId, KdfParams};
 pub use error::{Error, Result};
 pub use find::{FindHit, FindQuery};
@@ -33,7 +35,7 @@ pub use meta::{ExtractedMeta, Sender, extract, extract_bytes};
 pub use pack::{BlobKind, PackEntry};
 pub use prune::PruneReport;
 pub use repo::{
-    DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, FORMAT_VERSION, ITEMS_PER_CHUNK, InitOptions,
+    DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, FORMAT_VERSION, InitOptions,
     OLDEST_FORMAT_VERSION, RepoStats, Repository, SnapshotHead,
 };
 pub use retention::RetentionPolicy;

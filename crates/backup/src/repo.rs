@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::backend::{Backend, redact_url};
+use crate::chunks::{Boundaries, ChunkIndex, ChunkInfo, ListChunk, ListPart, item_order, key_cmp};
 use crate::crypto::{self, BlobId, KdfParams, KeyFile, MasterKey, aad};
 use crate::error::{Error, Result};
 use crate::lock::{self, LockGuard, LockKind};
@@ -33,8 +34,6 @@ fn supported(version: u32) -> bool {
 pub const DEFAULT_PACK_SIZE: u64 = 16 * 1024 * 1024;
 /// Default zstd level.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
-/// Items per chunk blob of a snapshot's item list.
-pub const ITEMS_PER_CHUNK: usize = 4096;
 /// Blobs at least this large are hashed, compressed and encrypted on the
 /// blocking thread pool rather than on the calling task.
 const BLOCKING_THRESHOLD: usize = 256 * 1024;
@@ -197,6 +196,8 @@ pub(crate) struct Inner {
     /// file's name is the hash of its bytes, so they never go stale; one
     /// that was deleted since is no longer listed.
     snapshot_bytes: Mutex<HashMap<String, Bytes>>,
+    /// Where item list chunks end (chunks.rs).
+    boundaries: Boundaries,
 }
 
 /// A backup repository. Cheap to clone; safe to use from many tasks.
@@ -481,6 +482,7 @@ impl Repository {
 
     fn from_parts(url: String, backend: Backend, key: MasterKey, config: Config) -> Repository {
         let cipher = key.cipher();
+        let boundaries = Boundaries::new(&key.id);
         let pack_cap = config.pack_size as usize + 1024 * 1024;
         Repository {
             inner: Arc::new(Inner {
@@ -499,6 +501,7 @@ impl Repository {
                 counters: Counters::default(),
                 failed: Mutex::new(None),
                 snapshot_bytes: Mutex::new(HashMap::new()),
+                boundaries,
             }),
         }
     }
@@ -728,10 +731,22 @@ impl Repository {
         plaintext: Bytes,
         kind: BlobKind,
     ) -> Result<(BlobId, bool)> {
+        self.put_blob_on(plaintext, kind, false).await
+    }
+
+    /// [`Repository::put_blob_kind`]; `offload`: hash, compress and encrypt
+    /// on the blocking pool whatever the size (many small blobs stored at
+    /// once, as an item list's chunks are, are then processed in parallel).
+    pub(crate) async fn put_blob_on(
+        &self,
+        plaintext: Bytes,
+        kind: BlobKind,
+        offload: bool,
+    ) -> Result<(BlobId, bool)> {
         let inner = &*self.inner;
         let _gate = inner.gate.read().await;
         inner.check_failed()?;
-        let large = plaintext.len() >= BLOCKING_THRESHOLD;
+        let large = offload || plaintext.len() >= BLOCKING_THRESHOLD;
         let id = if large {
             let key = inner.key.id;
             let p = plaintext.clone();
@@ -830,6 +845,19 @@ impl Repository {
 
     /// A blob's plaintext, verified against its id.
     pub async fn get_blob(&self, id: &BlobId) -> Result<Bytes> {
+        self.get_blob_then(id, false, Ok).await
+    }
+
+    /// [`Repository::get_blob`], then `then` on its content; `offload`:
+    /// decrypt, check and `then` on the blocking pool whatever the size
+    /// (many small blobs read at once and decoded, as an item list's chunks
+    /// are, are then processed in parallel, with one hand-over each).
+    pub(crate) async fn get_blob_then<T: Send + 'static>(
+        &self,
+        id: &BlobId,
+        offload: bool,
+        then: impl FnOnce(Bytes) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         enum Source {
             Stored(PackId, Loc),
             Here(Bytes, u64),
@@ -884,7 +912,7 @@ impl Repository {
         };
         let inner = self.inner.clone();
         let id = *id;
-        let check = move || -> Result<Bytes> {
+        let check = move || -> Result<T> {
             let what = || match &pack {
                 Some(p) => format!("blob {id} in pack {p}"),
                 None => format!("blob {id} (not yet written)"),
@@ -907,9 +935,9 @@ impl Repository {
                     format!("its content hashes to {actual}"),
                 ));
             }
-            Ok(Bytes::from(plain))
+            then(Bytes::from(plain))
         };
-        if raw_length as usize >= BLOCKING_THRESHOLD {
+        if offload || raw_length as usize >= BLOCKING_THRESHOLD {
             tokio::task::spawn_blocking(check)
                 .await
                 .map_err(|e| Error::backend("decrypting a blob", e))?
@@ -1031,45 +1059,104 @@ impl Repository {
 
     /// Saves a snapshot (after flushing every blob added so far).
     pub async fn save_snapshot(&self, mut snap: Snapshot) -> Result<SnapshotId> {
-        // The item list's chunks are serialized on blocking threads and
-        // stored concurrently (a large mailbox's list is megabytes of JSON
-        // to write, compress and encrypt, which `put_blob_kind` does on
-        // blocking threads too); their order is kept.
-        snap.id = None;
         let items = std::mem::take(&mut snap.items);
-        let item_count = items.len() as u64;
-        let total_size = items.iter().map(|i| i.size).sum();
-        let mut owned: Vec<Vec<ItemEntry>> = Vec::new();
-        let mut rest = items.into_iter();
-        loop {
-            let chunk: Vec<ItemEntry> = rest.by_ref().take(ITEMS_PER_CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            owned.push(chunk);
+        self.save_snapshot_parts(snap, vec![ListPart::Items(items)])
+            .await
+    }
+
+    /// Saves a snapshot whose item list is `parts`, in order (`snap.items`
+    /// is not used): items to store, and chunks already stored that are
+    /// referenced as they are (an incremental backup's unchanged chunks).
+    /// Items are cut into chunks where [`crate::chunks`] says; a chunk never
+    /// spans two parts. The chunk index is recorded when the whole list is
+    /// in item order (folder id, then id), which is what lets the next run
+    /// read only the chunks it changes.
+    pub async fn save_snapshot_parts(
+        &self,
+        mut snap: Snapshot,
+        parts: Vec<ListPart>,
+    ) -> Result<SnapshotId> {
+        snap.id = None;
+        snap.items = Vec::new();
+        enum Job {
+            Stored(ListChunk),
+            Encode(Vec<ItemEntry>),
         }
+        let mut jobs = Vec::new();
+        // Whether the list is in item order: within each new chunk, and
+        // from one chunk's first (and, for new ones, last) key to the next.
+        let mut sorted = true;
+        let mut last: Option<(String, String)> = None;
+        let mut after = |first: (&str, &str), end: (&str, &str), sorted: &mut bool| {
+            if let Some((f, i)) = &last
+                && key_cmp(f, i, first.0, first.1) == std::cmp::Ordering::Greater
+            {
+                *sorted = false;
+            }
+            last = Some((end.0.to_string(), end.1.to_string()));
+        };
+        for part in parts {
+            match part {
+                ListPart::Chunk(c) => {
+                    if !self.has_blob(&c.blob) {
+                        return Err(Error::not_found("item list chunk", c.blob.to_string()));
+                    }
+                    let key = (c.info.folder.as_str(), c.info.id.as_str());
+                    after(key, key, &mut sorted);
+                    jobs.push(Job::Stored(c));
+                }
+                ListPart::Items(items) => {
+                    if items.is_empty() {
+                        continue;
+                    }
+                    sorted &= items
+                        .windows(2)
+                        .all(|w| item_order(&w[0], &w[1]) != std::cmp::Ordering::Greater);
+                    let (a, z) = (&items[0], &items[items.len() - 1]);
+                    after((&a.folder_id, &a.id), (&z.folder_id, &z.id), &mut sorted);
+                    let ranges = self.inner.boundaries.split(&items);
+                    let mut rest = items.into_iter();
+                    for r in ranges {
+                        jobs.push(Job::Encode(rest.by_ref().take(r.len()).collect()));
+                    }
+                }
+            }
+        }
+        // New chunks are serialized on blocking threads and stored
+        // concurrently (a large mailbox's list is megabytes to encode,
+        // compress and encrypt, which `put_blob_kind` does on blocking
+        // threads too); their order is kept.
         let version = self.inner.config.version;
-        let chunks: Vec<BlobId> = futures::stream::iter(owned)
-            .map(|chunk| async move {
+        let chunks: Vec<(BlobId, ChunkInfo)> = futures::stream::iter(jobs)
+            .map(|job| async move {
+                let chunk = match job {
+                    Job::Stored(c) => return Ok((c.blob, c.info)),
+                    Job::Encode(chunk) => chunk,
+                };
+                let info = ChunkInfo::of(&chunk);
                 let encoded =
                     tokio::task::spawn_blocking(move || itemlist::encode(&chunk, version))
                         .await
                         .map_err(|e| Error::backend("serializing the item list", e))?;
                 let (id, _) = self
-                    .put_blob_kind(Bytes::from(encoded), BlobKind::Tree)
+                    .put_blob_on(Bytes::from(encoded), BlobKind::Tree, true)
                     .await?;
-                Ok::<_, Error>(id)
+                Ok::<_, Error>((id, info))
             })
             .buffered(READ_CONCURRENCY)
             .try_collect()
             .await?;
         self.flush().await?;
+        let item_count = chunks.iter().map(|(_, i)| i.count).sum();
+        let total_size = chunks.iter().map(|(_, i)| i.size).sum();
+        let (item_chunks, index): (Vec<BlobId>, Vec<ChunkInfo>) = chunks.into_iter().unzip();
         let file = SnapshotFile {
             version,
             snapshot: snap,
             item_count,
             total_size,
-            item_chunks: chunks,
+            item_chunks,
+            item_chunk_index: if sorted { index } else { Vec::new() },
         };
         let json = serde_json::to_vec(&file).expect("snapshot serializes");
         let sealed = crypto::seal(&self.inner.cipher, aad::SNAPSHOT, &json, self.inner.level());
@@ -1148,26 +1235,31 @@ impl Repository {
     /// A snapshot's item list: its chunks are read and parsed concurrently
     /// (parsing on blocking threads), then joined in order.
     pub(crate) async fn load_items(&self, file: &SnapshotFile) -> Result<Vec<ItemEntry>> {
-        let version = file.version;
-        let parts: Vec<Vec<ItemEntry>> = futures::stream::iter(&file.item_chunks)
-            .map(|chunk| async move {
-                let data = self.get_blob(chunk).await?;
-                let chunk = *chunk;
-                tokio::task::spawn_blocking(move || {
-                    itemlist::decode(&data, version)
-                        .map_err(|e| Error::corrupt(format!("item list chunk {chunk}"), e))
-                })
-                .await
-                .map_err(|e| Error::backend("parsing an item list", e))?
-            })
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let parts = self.load_chunks(file.version, &file.item_chunks).await?;
         let mut items = Vec::with_capacity(file.item_count as usize);
         for part in parts {
             items.extend(part);
         }
         Ok(items)
+    }
+
+    /// The items of each of `chunks` (item list chunks of format `version`).
+    pub(crate) async fn load_chunks(
+        &self,
+        version: u32,
+        chunks: &[BlobId],
+    ) -> Result<Vec<Vec<ItemEntry>>> {
+        futures::stream::iter(chunks)
+            .map(|chunk| {
+                let id = *chunk;
+                self.get_blob_then(chunk, true, move |data| {
+                    itemlist::decode(&data, version)
+                        .map_err(|e| Error::corrupt(format!("item list chunk {id}"), e))
+                })
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// Every snapshot, oldest first.
@@ -1277,6 +1369,27 @@ impl Repository {
         self.load_items(&head.file).await
     }
 
+    /// The items of some of a snapshot's item list chunks (from
+    /// [`SnapshotHead::chunk_index`]), each chunk's in order. A chunk that
+    /// does not hold what the index says is reported as corrupt.
+    pub async fn load_list_chunks(
+        &self,
+        head: &SnapshotHead,
+        chunks: &[&ListChunk],
+    ) -> Result<Vec<Vec<ItemEntry>>> {
+        let blobs: Vec<BlobId> = chunks.iter().map(|c| c.blob).collect();
+        let parts = self.load_chunks(head.file.version, &blobs).await?;
+        for (c, items) in chunks.iter().zip(&parts) {
+            if let Some(problem) = chunk_mismatch(&c.info, items) {
+                return Err(Error::corrupt(
+                    format!("item list chunk {}", c.blob),
+                    problem,
+                ));
+            }
+        }
+        Ok(parts)
+    }
+
     /// Removes a snapshot (its data stays until [`Repository::prune`]).
     pub async fn forget_snapshot(&self, id: &SnapshotId) -> Result<()> {
         let key = format!("snapshots/{}", id.0);
@@ -1313,6 +1426,47 @@ impl SnapshotHead {
     pub fn item_count(&self) -> u64 {
         self.file.item_count
     }
+
+    /// Its item list's chunks with their first keys, counts and sizes;
+    /// `None` when the snapshot does not record them (written by a version
+    /// before 2026-11-28, or its list is not in item order).
+    pub fn chunk_index(&self) -> Option<ChunkIndex> {
+        let f = &self.file;
+        if f.item_chunk_index.len() != f.item_chunks.len() {
+            return None;
+        }
+        let chunks = f
+            .item_chunks
+            .iter()
+            .zip(&f.item_chunk_index)
+            .map(|(blob, info)| ListChunk {
+                blob: *blob,
+                info: info.clone(),
+            })
+            .collect();
+        ChunkIndex::new(chunks)
+    }
+}
+
+/// How `items` (a chunk's) differ from the chunk index's `info`, if they do.
+pub(crate) fn chunk_mismatch(info: &ChunkInfo, items: &[ItemEntry]) -> Option<String> {
+    let first = items.first().map(|i| (i.folder_id.as_str(), i.id.as_str()));
+    if first != Some((info.folder.as_str(), info.id.as_str())) {
+        return Some(format!(
+            "it does not start with the item the snapshot's chunk index names ({} in folder {})",
+            info.id, info.folder
+        ));
+    }
+    let size: u64 = items.iter().map(|i| i.size).sum();
+    if items.len() as u64 != info.count || size != info.size {
+        return Some(format!(
+            "it holds {} items of {size} bytes where the snapshot's chunk index says {} of {}",
+            items.len(),
+            info.count,
+            info.size
+        ));
+    }
+    None
 }
 
 pub(crate) fn summary_of(f: &SnapshotFile) -> SnapshotSummary {
@@ -1337,6 +1491,7 @@ mod format_tests {
     //! What each format version stores, checked in the decrypted files, and
     //! versions newer than this library refused by name.
     use super::*;
+    use crate::chunks::ITEMS_PER_CHUNK;
     use crate::snapshot::ItemEntry;
 
     const PASSWORD: &str = "format tests";
@@ -1406,7 +1561,10 @@ mod format_tests {
             repo.save_snapshot(second).await.unwrap();
             let file = repo.read_snapshot_file(&id.0).await.unwrap();
             assert_eq!(file.version, version);
-            assert_eq!(file.item_chunks.len(), 2);
+            // Cut where the boundary hash says, at most ITEMS_PER_CHUNK each;
+            // the list is not in item order, so no chunk index.
+            assert!(file.item_chunks.len() > 1);
+            assert!(file.item_chunk_index.is_empty());
             for chunk in &file.item_chunks {
                 let plain = repo.get_blob(chunk).await.unwrap();
                 assert!(plain.starts_with(list_start), "version {version}");

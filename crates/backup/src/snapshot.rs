@@ -168,8 +168,13 @@ pub(crate) struct SnapshotFile {
     pub snapshot: Snapshot,
     pub item_count: u64,
     pub total_size: u64,
-    /// Blobs (kind tree) each holding a JSON array of [`ItemEntry`], in order.
+    /// Blobs (kind tree) each holding a chunk of the item list, in order.
     pub item_chunks: Vec<BlobId>,
+    /// Each chunk's first key, count and size (chunks.rs); empty in
+    /// snapshots written before 2026-11-28 and when the list is not in
+    /// item order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub item_chunk_index: Vec<crate::chunks::ChunkInfo>,
 }
 
 /// An item present in both snapshots that differs.

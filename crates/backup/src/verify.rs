@@ -9,7 +9,7 @@ use crate::crypto::{self, BlobId};
 use crate::error::{Error, Result};
 use crate::pack::{self, PackEntry, PackId, pack_key};
 use crate::repo::{READ_CONCURRENCY, Repository};
-use crate::snapshot::SnapshotId;
+use crate::snapshot::{ItemEntry, SnapshotFile, SnapshotId};
 
 /// One thing wrong with the repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,9 +222,15 @@ impl Repository {
                 }
                 continue;
             }
-            match self.load_items(&file).await {
-                Ok(items) => {
-                    for i in items {
+            match self.load_chunks(file.version, &file.item_chunks).await {
+                Ok(chunks) => {
+                    if let Some(detail) = index_problem(&file, &chunks) {
+                        report.problems.push(Problem::UnreadableSnapshot {
+                            snapshot: sid.clone(),
+                            detail,
+                        });
+                    }
+                    for i in chunks.into_iter().flatten() {
                         if !indexed.contains(&i.blob) {
                             report.problems.push(Problem::MissingBlob {
                                 snapshot: sid.clone(),
@@ -404,4 +410,48 @@ impl Repository {
                 .and_then(|plain| pack::decode_header(&plain, start)),
         )
     }
+}
+
+/// How a snapshot's chunk index disagrees with its item list chunks (an
+/// incremental backup trusts the index to find the chunks it rewrites).
+fn index_problem(file: &SnapshotFile, chunks: &[Vec<ItemEntry>]) -> Option<String> {
+    let index = &file.item_chunk_index;
+    if index.is_empty() {
+        return None;
+    }
+    if index.len() != chunks.len() {
+        return Some(format!(
+            "its chunk index lists {} chunks where its item list has {}",
+            index.len(),
+            chunks.len()
+        ));
+    }
+    let sorted = index.windows(2).all(|w| {
+        crate::chunks::key_cmp(&w[0].folder, &w[0].id, &w[1].folder, &w[1].id)
+            != std::cmp::Ordering::Greater
+    });
+    if !sorted {
+        return Some("its chunk index is not in item order".into());
+    }
+    let mut items = chunks.iter().flatten();
+    if let Some(first) = items.next() {
+        let mut prev = first;
+        for item in items {
+            if crate::chunks::item_order(prev, item) == std::cmp::Ordering::Greater {
+                return Some(format!(
+                    "it has a chunk index but its items are not in item order (item {} in folder {} follows item {} in folder {})",
+                    item.id, item.folder_id, prev.id, prev.folder_id
+                ));
+            }
+            prev = item;
+        }
+    }
+    index
+        .iter()
+        .zip(chunks)
+        .zip(&file.item_chunks)
+        .find_map(|((info, items), blob)| {
+            crate::repo::chunk_mismatch(info, items)
+                .map(|p| format!("item list chunk {blob} does not match its chunk index: {p}"))
+        })
 }

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use backup::{
-    Error, FindQuery, LockKind, LockRecord, Problem, Repository, RetentionPolicy, Snapshot, diff,
+    BlobId, Error, FindQuery, ItemEntry, ListChunk, ListPart, LockKind, LockRecord, Problem,
+    Repository, RetentionPolicy, Snapshot, diff,
 };
 use bytes::Bytes;
 use common::*;
@@ -584,6 +585,144 @@ async fn snapshots_in_format(version: u32) {
         Err(Error::NotFound { .. })
     ));
     assert_eq!(repo.list_snapshots().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_chunk_index_finds_items_and_unchanged_chunks_are_reused() {
+    for version in [1, backup::FORMAT_VERSION] {
+        chunk_index_in_format(version).await;
+    }
+}
+
+async fn chunk_index_in_format(version: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_with(dir.path().to_str().unwrap(), PASSWORD, opts_v(version))
+        .await
+        .unwrap();
+    let (blob, _) = repo.put_blob(text(1, 500)).await.unwrap();
+    // 24,000 items in two folders, in item order.
+    let mut all: Vec<ItemEntry> = (0..24_000)
+        .map(|i| {
+            let folder = if i < 10_000 { "a" } else { "b" };
+            item(
+                &format!("id-{i:05}"),
+                folder,
+                "ck1",
+                &format!("S {i}"),
+                "Ann",
+                blob,
+            )
+        })
+        .collect();
+    all.sort_by(backup::chunks::item_order);
+    let t = |d: u8| datetime!(2026-03-01 08:00 UTC) + time::Duration::days(d.into());
+    repo.save_snapshot(snapshot("mbx", t(0), all.clone()))
+        .await
+        .unwrap();
+    let head = repo.latest_snapshot_head("mbx").await.unwrap().unwrap();
+    let index = head
+        .chunk_index()
+        .expect("a list in item order has a chunk index");
+    // About 24,000 / 2048 chunks, none above the maximum.
+    assert!((6..=30).contains(&index.len()), "{} chunks", index.len());
+    let infos = index.chunks().iter().map(|c| &c.info);
+    assert!(
+        infos
+            .clone()
+            .all(|i| i.count as usize <= backup::ITEMS_PER_CHUNK)
+    );
+    assert_eq!(infos.clone().map(|i| i.count).sum::<u64>(), 24_000);
+    assert_eq!(infos.map(|i| i.size).sum::<u64>(), 2_400_000);
+    // Every item is in the chunk that covers its key.
+    let every: Vec<&ListChunk> = index.chunks().iter().collect();
+    let parts = repo.load_list_chunks(&head, &every).await.unwrap();
+    for (k, part) in parts.iter().enumerate() {
+        for e in part {
+            assert_eq!(index.locate(&e.folder_id, &e.id), Some(k));
+        }
+    }
+    assert_eq!(parts.concat(), all);
+
+    // One item changes: its chunk is written again, the others are reused.
+    let k = index.locate("b", "id-14000").unwrap();
+    let mut list = Vec::new();
+    let mut expect = Vec::new();
+    for (j, c) in index.chunks().iter().enumerate() {
+        if j == k {
+            let mut mine = parts[j].clone();
+            mine.iter_mut()
+                .filter(|e| e.id == "id-14000")
+                .for_each(|e| e.change_key = "ck2".into());
+            expect.extend(mine.clone());
+            list.push(ListPart::Items(mine));
+        } else {
+            expect.extend(parts[j].clone());
+            list.push(ListPart::Chunk(c.clone()));
+        }
+    }
+    let id2 = repo
+        .save_snapshot_parts(snapshot("mbx", t(1), vec![]), list)
+        .await
+        .unwrap();
+    assert_eq!(repo.load_snapshot(&id2.0).await.unwrap().items, expect);
+    let head2 = repo.latest_snapshot_head("mbx").await.unwrap().unwrap();
+    let blobs = |h: &backup::SnapshotHead| -> Vec<BlobId> {
+        h.chunk_index()
+            .unwrap()
+            .chunks()
+            .iter()
+            .map(|c| c.blob)
+            .collect()
+    };
+    let (old, new) = (blobs(&head), blobs(&head2));
+    assert_eq!(new.len(), old.len());
+    let differ: Vec<usize> = (0..old.len()).filter(|&j| old[j] != new[j]).collect();
+    assert_eq!(differ, [k]);
+    // Saved from its items alone, the same list makes the same chunks.
+    repo.save_snapshot(snapshot("mbx", t(2), expect.clone()))
+        .await
+        .unwrap();
+    let head3 = repo.latest_snapshot_head("mbx").await.unwrap().unwrap();
+    assert_eq!(blobs(&head3), new);
+    assert!(repo.verify(false).await.unwrap().problems.is_empty());
+
+    // Refused: a chunk the repository does not have (nothing is saved) ...
+    let mut ghost = index.chunks()[0].clone();
+    ghost.blob = BlobId([0xab; 32]);
+    let err = repo
+        .save_snapshot_parts(snapshot("mbx", t(3), vec![]), vec![ListPart::Chunk(ghost)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(repo.list_snapshots().await.unwrap().len(), 3);
+    // ... and chunks that do not hold what the index says, when loaded.
+    let mut lying = index.chunks()[1].clone();
+    lying.info.count += 1;
+    let err = repo.load_list_chunks(&head, &[&lying]).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("chunk index"), "{err}");
+    // A list saved out of order gets no index (and still loads as saved).
+    let mut shuffled = all.clone();
+    shuffled.swap(0, 20_000);
+    let id4 = repo
+        .save_snapshot(snapshot("other", t(4), shuffled.clone()))
+        .await
+        .unwrap();
+    let head4 = repo.latest_snapshot_head("other").await.unwrap().unwrap();
+    assert!(head4.chunk_index().is_none());
+    assert_eq!(repo.load_snapshot(&id4.0).await.unwrap().items, shuffled);
+    // A snapshot whose index lies is named by verify.
+    let lie = repo
+        .save_snapshot_parts(snapshot("liar", t(5), vec![]), vec![ListPart::Chunk(lying)])
+        .await
+        .unwrap();
+    let problems = repo.verify(false).await.unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        matches!(&problems[0], Problem::UnreadableSnapshot { snapshot, detail }
+            if *snapshot == lie && detail.contains("does not match its chunk index")),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test]

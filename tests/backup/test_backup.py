@@ -497,6 +497,82 @@ def test_folders_added_and_removed_between_backups(world):
     assert {i["id"] for i in show["items"]} == set(mailbox_content(g, mb))
 
 
+def test_incremental_list_on_a_large_mailbox_equals_a_full_one(world):
+    """A list of many chunks: the incremental run reads and rewrites only
+    the chunks its changes touch and carries the others as they are. What it
+    records must be exactly what a full backup of the same state records."""
+    w = world
+    w.user("lena")
+    w.seed("lena", "inbox", 5000, 71)
+    w.seed("lena", "sentitems", 2000, 72)
+    g = w.graph()
+    mb = w.mbx("lena")
+    old = g.call("POST", f"{g.mbx(mb)}/folders", {"displayName": "Old"}, expect=(201,))
+    w.seed("lena", old["id"], 20, 73)
+    arch = g.call("POST", f"{g.mbx(mb)}/folders", {"displayName": "Arch"}, expect=(201,))
+    w.seed("lena", arch["id"], 4000, 74)
+    repo = w.new_repo()
+    s1 = summary_of(w.backup(repo, "lena"), "lena")
+    assert s1["failed"] is None and s1["items"] == 11020, s1
+
+    def listing():
+        """item id -> (folder path, changeKey): no content (11,000 items)."""
+        return {i["id"]: (path, i.get("changeKey", "")) for path, i in g.all_items(mb)}
+
+    src = listing()
+    inbox = sorted(i for i, v in src.items() if v[0] == "/Inbox")
+    sent = sorted(i for i, v in src.items() if v[0] == "/Sent Items")
+    archived = sorted(i for i, v in src.items() if v[0] == "/Arch")
+    donors = g.export(mb, sent[:6] + inbox[7:10])
+    sent_id = next(f["id"] for f in g.folders(mb) if f["displayName"] == "Sent Items")
+    # Each kind of change in a folder of its own, so that a run missing
+    # one kind would carry a stale chunk: updates at both ends of the inbox
+    # and in its middle; deletions only in Arch; a move and new items into
+    # Sent Items; a folder deleted with its items and a new one.
+    for k, i in enumerate([inbox[0], inbox[2500], inbox[-1]]):
+        g.import_item(mb, "inbox", donors[sent[k]], item_id=i, change_key=src[i][1])
+    for i in (archived[1000], archived[3000]):
+        g.call("DELETE", f"{g.mbx(mb)}/folders/{arch['id']}/items/{i}?disposalType=hardDelete",
+               expect=(204,))
+    w.admin("admin", "item", "move", "--mailbox", mb, "--id", inbox[300], "--to", sent_id)
+    g.import_item(mb, "inbox", donors[sent[5]])
+    g.import_item(mb, sent_id, donors[inbox[7]])
+    g.call("DELETE", f"{g.mbx(mb)}/folders/{old['id']}", expect=(204,))
+    new = g.call("POST", f"{g.mbx(mb)}/folders", {"displayName": "New"}, expect=(201,))
+    g.import_item(mb, new["id"], donors[inbox[9]])
+
+    after = listing()
+    changed = {i for i, v in after.items() if src.get(i, (None, None))[1] != v[1]}
+    s2 = summary_of(w.backup(repo, "lena"), "lena")
+    assert s2["failed"] is None and s2["errors"] == [] and s2["full_delta"] is False, s2
+    assert s2["exported"] == len(changed), (s2, len(changed))
+    assert s2["items"] == len(after) == 11020 - 20 - 2 + 3, s2
+    assert s2["reused"] == len(after) - len(changed), s2
+    assert s2["removed"] == 22, s2
+
+    s3 = summary_of(w.backup(repo, "lena", extra=["--full"]), "lena")
+    assert s3["failed"] is None and s3["items"] == len(after), s3
+    d = w.client_json("snapshots", "--repo", repo, "diff", s2["snapshot"], s3["snapshot"])
+    assert d["itemsAdded"] == d["itemsRemoved"] == d["itemsChanged"] == [], d
+    shown = [w.client_json("snapshots", "--repo", repo, "show", s["snapshot"], "--items")["items"]
+             for s in (s2, s3)]
+    assert shown[0] == shown[1]
+    assert {i["id"] for i in shown[0]} == set(after)
+
+    # A large folder deleted and nothing else: its chunks are read (to drop
+    # its items) because the folder has no delta, not because of any key.
+    g.call("DELETE", f"{g.mbx(mb)}/folders/{arch['id']}", expect=(204,))
+    s4 = summary_of(w.backup(repo, "lena"), "lena")
+    assert s4["failed"] is None and s4["exported"] == 0, s4
+    assert s4["items"] == len(after) - 3998 and s4["removed"] == 3998, s4
+    s5 = summary_of(w.backup(repo, "lena", extra=["--full"]), "lena")
+    shown = [w.client_json("snapshots", "--repo", repo, "show", s["snapshot"], "--items")["items"]
+             for s in (s4, s5)]
+    assert shown[0] == shown[1] and len(shown[0]) == s4["items"]
+    v = w.client_json("verify", "--repo", repo)
+    assert v["ok"] is True and v["problems"] == [], v
+
+
 def object_store_url(var: str) -> str:
     base = os.environ.get(var, "").strip()
     if not base:

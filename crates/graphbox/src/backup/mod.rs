@@ -7,6 +7,7 @@ mod carry;
 mod conn;
 mod inspect;
 mod restore;
+mod reuse;
 mod run;
 
 use std::path::PathBuf;

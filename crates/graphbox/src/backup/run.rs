@@ -20,7 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use backup::{FolderEntry, ItemEntry, ItemError, LockKind, Repository, Snapshot, SnapshotHead};
+use backup::{
+    FolderEntry, ItemEntry, ItemError, ListChunk, ListPart, LockKind, Repository, Snapshot,
+    SnapshotHead,
+};
 use bytes::Bytes;
 use clap::Args;
 use client::{DeltaResult, ExportOutcome, GraphClient, ItemSummary};
@@ -29,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::carry::Carry;
 use super::conn::{ConnArgs, mailbox_keys};
+use super::reuse;
 use super::{RepoArgs, human_bytes, progress_bar, state_key};
 
 #[derive(Args, Debug)]
@@ -261,23 +265,36 @@ async fn backup_mailbox(
         label: label.to_string(),
         ..Default::default()
     };
-    // The parent's head (folders, delta links) is one small file; its item
-    // list, the checkpoint of an interrupted run and the delta requests do
-    // not depend on each other, so they run together.
+    // The parent's head (folders, delta links, where its item list's chunks
+    // start) is one small file. Its item list, the checkpoint of an
+    // interrupted run and the delta requests do not depend on each other, so
+    // they run together; the list is read chunk by chunk, and once the
+    // deltas say which chunks hold changed items, only those are applied and
+    // written again: the others go into the new snapshot as they are.
     let parent_head = head.as_ref().map(|h| h.snapshot());
     summary.parent = parent_head.and_then(|p| p.id.as_ref().map(|i| i.0.clone()));
+    let index = head.as_ref().and_then(|h| h.chunk_index());
     let checkpoint_name = format!("checkpoint-{}", state_key(&[mbx]));
-    let (parent_list, checkpoint, deltas) = tokio::join!(
+    let (parent_read, checkpoint, deltas) = tokio::join!(
         async {
-            match &head {
-                Some(h) => repo.load_snapshot_items(h).await.map(Some),
-                None => Ok(None),
+            match (&head, &index) {
+                (Some(h), Some(index)) => {
+                    let every: Vec<&ListChunk> = index.chunks().iter().collect();
+                    let parts = repo.load_list_chunks(h, &every).await?;
+                    let mut list = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+                    for part in parts {
+                        list.extend(part);
+                    }
+                    Ok(list)
+                }
+                (Some(h), None) => repo.load_snapshot_items(h).await,
+                (None, _) => Ok(Vec::new()),
             }
         },
         repo.get_state(&checkpoint_name),
         fetch_deltas(client, mbx, parent_head),
     );
-    let parent_list = parent_list.context("reading the previous snapshot")?;
+    let parent_read = parent_read.context("reading the previous snapshot")?;
     let checkpoint: HashMap<String, ItemEntry> = match checkpoint? {
         Some(raw) => serde_json::from_slice::<Checkpoint>(&raw)
             .map(|c| c.items.into_iter().map(|i| (i.id.clone(), i)).collect())
@@ -291,13 +308,36 @@ async fn backup_mailbox(
         items: item_deltas,
     } = deltas?;
     summary.full_delta = full_folders;
+    // The parent's items this run works on: those of the chunks the deltas
+    // touch (all of them without a chunk index).
+    let (parent_list, mut reuse) = match index {
+        Some(index) => {
+            let dirty = touched_chunks(&index, parent_head, &folders, &item_deltas);
+            let list = if dirty.iter().all(|d| *d) {
+                parent_read
+            } else {
+                let mut read = parent_read.into_iter();
+                let mut list = Vec::new();
+                for (chunk, touched) in index.chunks().iter().zip(&dirty) {
+                    let items = read.by_ref().take(chunk.info.count as usize);
+                    if *touched {
+                        list.extend(items);
+                    } else {
+                        items.for_each(drop);
+                    }
+                }
+                list
+            };
+            (list, Some((index, dirty)))
+        }
+        None => (parent_read, None),
+    };
 
     // 2. What changed in each folder (the item deltas fetched above).
     let mut snap = Snapshot::new(mbx, label);
     snap.tags = a.tags.clone();
     snap.parent = parent_head.and_then(|p| p.id.clone());
     snap.folder_delta_link = Some(folder_delta_link);
-    let parent_list = parent_list.unwrap_or_default();
     let mut carry = Carry::new(&parent_list);
     let mut to_export: Vec<ItemSummary> = Vec::new();
     let mut resumed = Vec::new();
@@ -340,7 +380,16 @@ async fn backup_mailbox(
         }
     }
     let carried = carry.into_plan();
-    summary.reused = carried.len();
+    let untouched: usize = reuse.as_ref().map_or(0, |(index, dirty)| {
+        index
+            .chunks()
+            .iter()
+            .zip(dirty)
+            .filter(|(_, d)| !**d)
+            .map(|(c, _)| c.info.count as usize)
+            .sum()
+    });
+    summary.reused = carried.len() + untouched;
     summary.resumed = resumed.len();
 
     // 3. Export what is new or changed.
@@ -415,22 +464,100 @@ async fn backup_mailbox(
     pb.finish_and_clear();
 
     // 4. The snapshot.
-    let (items, removed) = carried.finish(parent_list, saved);
+    let (mut items, removed) = carried.finish(parent_list, saved);
     summary.removed = removed;
-    snap.items = items;
+    let parts = match &mut reuse {
+        Some((index, dirty)) => {
+            // The deltas name every key that changed, so this is a check:
+            // items landing in an untouched chunk get its items beside them.
+            loop {
+                let late = reuse::misplaced(index, dirty, &items);
+                if late.is_empty() {
+                    break;
+                }
+                let mut only = vec![false; dirty.len()];
+                for k in late {
+                    only[k] = true;
+                    dirty[k] = true;
+                }
+                let head = head.as_ref().expect("a chunk index comes with a head");
+                items.extend(
+                    read_chunks(repo, head, index, &only)
+                        .await?
+                        .into_values()
+                        .flatten(),
+                );
+                items.sort_by(backup::chunks::item_order);
+            }
+            reuse::assemble(index, dirty, items)
+        }
+        None => vec![ListPart::Items(items)],
+    };
     snap.folders = folders.into_values().collect();
     snap.complete = true;
     summary.folders = snap.folders.len();
-    summary.items = snap.items.len();
+    summary.items = reuse::count(&parts);
     summary.errors = snap.errors.clone();
     let id = repo
-        .save_snapshot(snap)
+        .save_snapshot_parts(snap, parts)
         .await
         .context("saving the snapshot")?;
     repo.delete_state(&checkpoint_name).await?;
     summary.snapshot = Some(id.0.clone());
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The parent's chunks this run's deltas touch: those covering an item a
+/// folder's incremental delta reports changed or removed, and those that
+/// can hold items of a folder without such a delta (it started over, went
+/// away, or is new).
+fn touched_chunks(
+    index: &backup::ChunkIndex,
+    parent: Option<&Snapshot>,
+    folders: &BTreeMap<String, FolderEntry>,
+    deltas: &[(String, client::Result<FolderItems>)],
+) -> Vec<bool> {
+    let mut keys = Vec::new();
+    let mut incremental = HashSet::new();
+    for (folder, outcome) in deltas {
+        if let Ok((d, false)) = outcome {
+            incremental.insert(folder.as_str());
+            keys.extend(d.removed.iter().map(|id| (folder.as_str(), id.as_str())));
+            keys.extend(d.changed.iter().map(|s| (folder.as_str(), s.id.as_str())));
+        }
+    }
+    let known = parent
+        .into_iter()
+        .flat_map(|p| p.folders.iter().map(|f| f.id.as_str()))
+        .chain(folders.keys().map(String::as_str));
+    let whole: HashSet<&str> = known.filter(|f| !incremental.contains(f)).collect();
+    reuse::touched(index, keys, whole)
+}
+
+/// The items of each of the parent's chunks marked in `which`, by position.
+async fn read_chunks(
+    repo: &Repository,
+    head: &SnapshotHead,
+    index: &backup::ChunkIndex,
+    which: &[bool],
+) -> Result<HashMap<usize, Vec<ItemEntry>>> {
+    let (positions, chunks): (Vec<usize>, Vec<&ListChunk>) = index
+        .chunks()
+        .iter()
+        .enumerate()
+        .zip(which)
+        .filter(|(_, w)| **w)
+        .map(|(c, _)| c)
+        .unzip();
+    if chunks.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let parts = repo
+        .load_list_chunks(head, &chunks)
+        .await
+        .context("reading the previous snapshot")?;
+    Ok(positions.into_iter().zip(parts).collect())
 }
 
 /// What the delta requests of one run returned.

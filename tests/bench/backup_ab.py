@@ -12,7 +12,9 @@ and server), and per later binary the paired differences against the first
 (median, mean, rounds faster). `--full-runs K` also alternates K full
 backups per binary into fresh repositories; `--perf-stat` runs every
 incremental backup under `perf stat` (page faults, task clock); `--pause S`
-idles S seconds before each incremental run.
+idles S seconds before each incremental run; `--changes new` adds 1% new
+items to the inbox each round (imports of other items' content) instead of
+changing existing ones: mail arriving, the change most nightly runs see.
 
     python3 tests/bench/backup_ab.py --bins /tmp/old/graphbox,target/release/graphbox --rounds 24
 """
@@ -40,6 +42,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=24)
     ap.add_argument("--items", type=int, default=10000)
     ap.add_argument("--full-runs", type=int, default=0)
+    ap.add_argument("--changes", choices=["update", "new"], default="update",
+                    help="what changes before each round: 1%% of the items updated with other "
+                         "content (scattered over the mailbox), or 1%% new items in the inbox")
     ap.add_argument("--perf-stat", action="store_true")
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds of idle time before every incremental run (a VM's free memory "
@@ -52,7 +57,7 @@ def main():
     d = tempfile.mkdtemp(prefix="graphbox-backup-ab-")
     p = None
     try:
-        p, run_client, conn_args, changer = setup(bins[0], d, a.items)
+        p, run_client, conn_args, changer = setup(bins[0], d, a.items, a.changes)
         report(a, bins, d, p, run_client, conn_args, changer)
     finally:
         if p is not None:
@@ -61,7 +66,7 @@ def main():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def setup(srv, d, n_items):
+def setup(srv, d, n_items, kind="update"):
     """The server and mailbox (`backup_bench.Setup`), a client runner, the
     client's connection arguments and round r's change of 1% of the items."""
     w = bb.Setup(srv, d, n_items)
@@ -98,8 +103,12 @@ def setup(srv, d, n_items):
     n_change = max(1, n_items // 100)
 
     def change(r):
-        """Round r's 1%: other items' content imported in update mode."""
+        """Round r's 1%: other items' content imported in update mode, or
+        as new items in the inbox."""
         start = (r * n_change) % len(ids)
+        if kind == "new":
+            changes.add("inbox", (ids[::-1][start:] + ids[::-1][:start])[:n_change])
+            return n_change
         changes.apply((ids[start:] + ids[:start])[:n_change],
                       (ids[::-1][start:] + ids[::-1][:start])[:n_change])
         return n_change
@@ -149,7 +158,8 @@ def report(a, bins, d, p, run_client, conn_args, change):
             res = run_client(bins[i], "backup", "--repo", repos[i], *conn_args, *mailbox,
                              perf_stat=a.perf_stat)
             s = json.loads(res[5])["mailboxes"][0]
-            assert s["exported"] == n and s["items"] == a.items, s
+            grown = (r + 1) * n if a.changes == "new" else 0
+            assert s["exported"] == n and s["items"] == a.items + grown, s
             incr[i].append(res[:5])
     for i in order:
         xs = incr[i]

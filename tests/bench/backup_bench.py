@@ -162,8 +162,9 @@ class Setup:
 
 
 class Changes:
-    """Changes items of a `Setup`'s mailbox: update-mode imports that give
-    each chosen item the content of a donor item."""
+    """Changes a `Setup`'s mailbox: update-mode imports that give each
+    chosen item the content of a donor item, or new items with donors'
+    content."""
 
     def __init__(self, w):
         self.w = w
@@ -173,17 +174,32 @@ class Changes:
         self.keys = {i: (f, ck) for f, i, ck in w.items}
 
     def apply(self, chosen, donors):
-        data = {}
-        for k in range(0, len(donors), 20):
-            for v in req(self.source, "POST", f"{self.w.mp}/exportItems",
-                         {"itemIds": donors[k:k + 20]}, self.w.token)["value"]:
-                data[v["itemId"]] = v["data"]
+        data = self._export(donors)
         for target, donor in zip(chosen, donors):
             folder, ck = self.keys[target]
             done = req(self.source, "POST", self.upath, {"FolderId": folder, "Mode": "update",
                                                          "ItemId": target, "ChangeKey": ck,
                                                          "Data": data[donor]})
             self.keys[target] = (folder, done["changeKey"])
+        self._settle()
+
+    def add(self, folder, donors):
+        """New items in `folder`, each with a donor item's content."""
+        data = self._export(donors)
+        for donor in donors:
+            req(self.source, "POST", self.upath, {"FolderId": folder, "Mode": "create",
+                                                  "Data": data[donor]})
+        self._settle()
+
+    def _export(self, ids):
+        data = {}
+        for k in range(0, len(ids), 20):
+            for v in req(self.source, "POST", f"{self.w.mp}/exportItems",
+                         {"itemIds": ids[k:k + 20]}, self.w.token)["value"]:
+                data[v["itemId"]] = v["data"]
+        return data
+
+    def _settle(self):
         # Replacing an item's content leaves its old blob to the server's
         # collector, which runs in the background after the import answers.
         # A backup is timed against a server that has finished that work,

@@ -37,10 +37,17 @@ struct Entry<'a> {
     /// Read in place from the answer body (base64 holds no JSON escapes
     /// unless a server writes `\/`; then it is unescaped into a copy).
     #[serde(rename = "data", alias = "Data", default, borrow)]
-    data: Option<Cow<'a, str>>,
+    data: Option<Data<'a>>,
     #[serde(rename = "error", alias = "Error", default)]
     error: Option<EntryError>,
 }
+
+/// An item's base64 data. serde_derive borrows a field whose type is
+/// exactly `Cow<str>` (marked `borrow`) from the input; an `Option<Cow<str>>`
+/// field is always copied, hence this wrapper.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Data<'a>(#[serde(borrow)] Cow<'a, str>);
 
 #[derive(Deserialize)]
 struct EntryError {
@@ -263,7 +270,7 @@ impl GraphClient {
                 message: err.message,
             });
         }
-        let Some(data) = e.data else {
+        let Some(Data(data)) = e.data else {
             return Some(ExportOutcome::Failed {
                 id: p.id.clone(),
                 code: "NoData".into(),
@@ -287,7 +294,26 @@ impl GraphClient {
 
 #[cfg(test)]
 mod tests {
-    use super::plan_batches;
+    use super::{Cow, ExportAnswer, plan_batches};
+
+    #[test]
+    fn item_data_is_read_in_place_unless_escaped() {
+        let body = br#"{"value": [{"itemId": "a", "data": "AAEC"},
+                               {"itemId": "b", "data": "AA\/C"},
+                               {"itemId": "c", "error": {"code": "E", "message": "m"}}]}"#;
+        let answer: ExportAnswer<'_> = serde_json::from_slice(body).unwrap();
+        let data: Vec<Option<&Cow<'_, str>>> = answer
+            .value
+            .iter()
+            .map(|e| e.data.as_ref().map(|d| &d.0))
+            .collect();
+        assert!(matches!(data[0], Some(Cow::Borrowed("AAEC"))), "{data:?}");
+        assert!(
+            matches!(data[1], Some(Cow::Owned(s)) if s == "AA/C"),
+            "{data:?}"
+        );
+        assert!(data[2].is_none());
+    }
 
     fn items(sizes: &[u64]) -> Vec<(String, u64)> {
         sizes

@@ -641,8 +641,15 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
+        let blobs: usize = loaded
+            .iter()
+            .flat_map(|(_, f)| &f.packs)
+            .map(|p| p.blobs.len())
+            .sum();
         let mut st = self.inner.lock_state();
         st.index.clear();
+        // Sized once: growing it rehashes every entry into fresh memory.
+        st.index.reserve(blobs);
         st.index_files.clear();
         for (name, file) in loaded {
             for p in &file.packs {

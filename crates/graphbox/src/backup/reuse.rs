@@ -75,6 +75,11 @@ pub(super) fn assemble(
     dirty: &[bool],
     entries: Vec<ItemEntry>,
 ) -> Vec<ListPart> {
+    if dirty.iter().all(|d| *d) {
+        // Every chunk touched (changes spread over the list): nothing to
+        // interleave, and the entries are not moved into new lists.
+        return vec![ListPart::Items(entries)];
+    }
     let mut parts = Vec::new();
     let mut pending = Vec::new();
     let mut entries = entries.into_iter().peekable();
@@ -200,6 +205,9 @@ mod tests {
         let dirty = [false, true, false, true];
         let parts = assemble(&index, &dirty, vec![entry("C", "c10"), entry("D", "d1")]);
         assert_eq!(shape(&parts), ["[A/a10]", "[B/b10]", "C/c10,D/d1"]);
+        // Everything touched: the entries as they are.
+        let parts = assemble(&index, &[true; 4], vec![entry("A", "a1"), entry("D", "d1")]);
+        assert_eq!(shape(&parts), ["A/a1,D/d1"]);
     }
 
     #[test]

@@ -1075,9 +1075,11 @@ impl Repository {
     /// is not used): items to store, and chunks already stored that are
     /// referenced as they are (an incremental backup's unchanged chunks).
     /// Items are cut into chunks where [`crate::chunks`] says; a chunk never
-    /// spans two parts. The chunk index is recorded when the whole list is
-    /// in item order (folder id, then id), which is what lets the next run
-    /// read only the chunks it changes.
+    /// spans two parts. The chunk index is recorded when the list is in item
+    /// order (folder id, then id), which is what lets the next run write
+    /// again only the chunks it changes. Only the first key of a referenced
+    /// chunk is known here, so items placed right after one must sort after
+    /// all of its items: the caller's guarantee, which `verify` checks.
     pub async fn save_snapshot_parts(
         &self,
         mut snap: Snapshot,

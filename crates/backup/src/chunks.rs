@@ -81,6 +81,17 @@ pub fn item_order(a: &ItemEntry, b: &ItemEntry) -> Ordering {
     key_cmp(&a.folder_id, &a.id, &b.folder_id, &b.id)
 }
 
+/// Whether chunks' first keys are in item order.
+pub(crate) fn in_order<'a>(infos: impl IntoIterator<Item = &'a ChunkInfo>) -> bool {
+    let mut prev: Option<&ChunkInfo> = None;
+    infos.into_iter().all(|i| {
+        let ok =
+            prev.is_none_or(|p| key_cmp(&p.folder, &p.id, &i.folder, &i.id) != Ordering::Greater);
+        prev = Some(i);
+        ok
+    })
+}
+
 /// Where chunks end, for one repository (the hash is keyed, so chunk sizes
 /// say nothing about ids to whoever sees only the stored files).
 ///
@@ -141,15 +152,7 @@ impl ChunkIndex {
     /// The index of sorted chunks (`None` when their first keys are out of
     /// order: such a list cannot be searched).
     pub fn new(chunks: Vec<ListChunk>) -> Option<ChunkIndex> {
-        let sorted = chunks.windows(2).all(|w| {
-            key_cmp(
-                &w[0].info.folder,
-                &w[0].info.id,
-                &w[1].info.folder,
-                &w[1].info.id,
-            ) != Ordering::Greater
-        });
-        sorted.then_some(ChunkIndex { chunks })
+        in_order(chunks.iter().map(|c| &c.info)).then_some(ChunkIndex { chunks })
     }
 
     pub fn chunks(&self) -> &[ListChunk] {

@@ -426,11 +426,7 @@ fn index_problem(file: &SnapshotFile, chunks: &[Vec<ItemEntry>]) -> Option<Strin
             chunks.len()
         ));
     }
-    let sorted = index.windows(2).all(|w| {
-        crate::chunks::key_cmp(&w[0].folder, &w[0].id, &w[1].folder, &w[1].id)
-            != std::cmp::Ordering::Greater
-    });
-    if !sorted {
+    if !crate::chunks::in_order(index) {
         return Some("its chunk index is not in item order".into());
     }
     let mut items = chunks.iter().flatten();

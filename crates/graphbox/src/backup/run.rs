@@ -279,22 +279,20 @@ async fn backup_mailbox(
         async {
             match (&head, &index) {
                 (Some(h), Some(index)) => {
-                    let every: Vec<&ListChunk> = index.chunks().iter().collect();
-                    let parts = repo.load_list_chunks(h, &every).await?;
-                    let mut list = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-                    for part in parts {
-                        list.extend(part);
-                    }
-                    Ok(list)
+                    let every: Vec<usize> = (0..index.len()).collect();
+                    read_chunks(repo, h, index, &every).await
                 }
-                (Some(h), None) => repo.load_snapshot_items(h).await,
+                (Some(h), None) => repo
+                    .load_snapshot_items(h)
+                    .await
+                    .context("reading the previous snapshot"),
                 (None, _) => Ok(Vec::new()),
             }
         },
         repo.get_state(&checkpoint_name),
         fetch_deltas(client, mbx, parent_head),
     );
-    let parent_read = parent_read.context("reading the previous snapshot")?;
+    let parent_read = parent_read?;
     let checkpoint: HashMap<String, ItemEntry> = match checkpoint? {
         Some(raw) => serde_json::from_slice::<Checkpoint>(&raw)
             .map(|c| c.items.into_iter().map(|i| (i.id.clone(), i)).collect())
@@ -475,18 +473,11 @@ async fn backup_mailbox(
                 if late.is_empty() {
                     break;
                 }
-                let mut only = vec![false; dirty.len()];
-                for k in late {
-                    only[k] = true;
+                for &k in &late {
                     dirty[k] = true;
                 }
                 let head = head.as_ref().expect("a chunk index comes with a head");
-                items.extend(
-                    read_chunks(repo, head, index, &only)
-                        .await?
-                        .into_values()
-                        .flatten(),
-                );
+                items.extend(read_chunks(repo, head, index, &late).await?);
                 items.sort_by(backup::chunks::item_order);
             }
             reuse::assemble(index, dirty, items)
@@ -535,29 +526,23 @@ fn touched_chunks(
     reuse::touched(index, keys, whole)
 }
 
-/// The items of each of the parent's chunks marked in `which`, by position.
+/// The items of the parent's chunks at `positions`, in that order.
 async fn read_chunks(
     repo: &Repository,
     head: &SnapshotHead,
     index: &backup::ChunkIndex,
-    which: &[bool],
-) -> Result<HashMap<usize, Vec<ItemEntry>>> {
-    let (positions, chunks): (Vec<usize>, Vec<&ListChunk>) = index
-        .chunks()
-        .iter()
-        .enumerate()
-        .zip(which)
-        .filter(|(_, w)| **w)
-        .map(|(c, _)| c)
-        .unzip();
-    if chunks.is_empty() {
-        return Ok(HashMap::new());
-    }
+    positions: &[usize],
+) -> Result<Vec<ItemEntry>> {
+    let chunks: Vec<&ListChunk> = positions.iter().map(|&k| &index.chunks()[k]).collect();
     let parts = repo
         .load_list_chunks(head, &chunks)
         .await
         .context("reading the previous snapshot")?;
-    Ok(positions.into_iter().zip(parts).collect())
+    let mut list = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        list.extend(part);
+    }
+    Ok(list)
 }
 
 /// What the delta requests of one run returned.

@@ -218,6 +218,9 @@ class World:
             "GRAPHBOX_CLIENT_SECRET": self.secret,
             "GRAPHBOX_REPO_PASSWORD": password,
             "NO_COLOR": "1",
+            # The hints each backup leaves for the next (prefetch.rs), kept
+            # with the rest of the test data instead of in ~/.cache.
+            "GRAPHBOX_CACHE_DIR": os.path.join(self.root, "cache"),
         })
         for k in ("GRAPHBOX_REPO", "GRAPHBOX_PROFILE", "GRAPHBOX_REPO_PASSWORD_FILE"):
             env.pop(k, None)

@@ -497,6 +497,111 @@ def test_folders_added_and_removed_between_backups(world):
     assert {i["id"] for i in show["items"]} == set(mailbox_content(g, mb))
 
 
+def test_changes_are_asked_for_ahead_only_from_a_matching_hint(world):
+    """Each backup leaves a hint (the mailbox's id and delta links) in the
+    cache directory; the next run sends its delta requests and exports what
+    they report changed from it while the repository key is derived. A hint
+    that is stale, names another mailbox or is damaged is not used: the
+    snapshot is what a full backup of the same state records."""
+    w = world
+    w.user("olga")
+    w.seed("olga", "inbox", 40, 81)
+    g = w.graph()
+    mb = w.mbx("olga")
+    repo = w.new_repo()
+    cache = w.mkdtemp("cache-")
+    hints = os.path.join(cache, "backup-hints")
+    run = lambda *extra: summary_of(w.backup(repo, "olga", extra=["--cache-dir", cache, *extra]),
+                                    "olga")
+
+    def change(n: int, seed: int) -> set[str]:
+        """Replaces the content of n inbox items; their ids."""
+        items = sorted(mailbox_content(g, mb).items())
+        donor = items[-1][1][2]
+        picked = items[seed:seed + n]
+        for i, (_, ck, _) in picked:
+            g.import_item(mb, "inbox", donor, item_id=i, change_key=ck)
+        return {i for i, _ in picked}
+
+    def hint_file() -> str:
+        files = os.listdir(hints)
+        assert len(files) == 1, files
+        return os.path.join(hints, files[0])
+
+    def same_as_full(s: dict) -> None:
+        """A --full backup (the next run's parent) records what s does."""
+        full = run("--full")
+        d = w.client_json("snapshots", "--repo", repo, "diff", s["snapshot"], full["snapshot"])
+        assert d["itemsAdded"] == d["itemsRemoved"] == d["itemsChanged"] == [], d
+
+    s1 = run()
+    assert s1["failed"] is None and s1["items"] == 40 and s1["prefetched_deltas"] is False, s1
+    hint = json.load(open(hint_file()))
+    assert hint["mailbox"] == mb and hint["key"] == f"olga@{DOMAIN}", hint
+    assert oct(os.stat(hint_file()).st_mode & 0o777) == "0o600"
+    # Ids and links only: no folder names.
+    assert "Inbox" not in open(hint_file()).read()
+    stale = open(hint_file()).read()
+
+    changed = change(3, 0)
+    s2 = run()
+    assert s2["prefetched_deltas"] is True and s2["prefetched_items"] == 3, s2
+    assert s2["exported"] == 3 and s2["reused"] == 37 and s2["failed"] is None, s2
+    same_as_full(s2)
+
+    # s1's hint while the parent is a later snapshot: its links would report
+    # changes the parent already holds, so it is not used.
+    changed = change(2, 10)
+    open(hint_file(), "w").write(stale)
+    s3 = run()
+    assert s3["prefetched_deltas"] is False and s3["prefetched_items"] == 0, s3
+    assert s3["exported"] == 2 and s3["failed"] is None, s3
+    assert {i["id"] for i in w.client_json("snapshots", "--repo", repo, "diff", s2["snapshot"],
+                                            s3["snapshot"])["itemsChanged"]} == changed
+    same_as_full(s3)
+
+    # The right links under another mailbox's id: not used either.
+    change(1, 20)
+    h = json.load(open(hint_file()))
+    h["mailbox"] = w.mbx("petra")
+    json.dump(h, open(hint_file(), "w"))
+    s4 = run()
+    assert s4["prefetched_deltas"] is False and s4["exported"] == 1, s4
+    assert s4["failed"] is None and s4["errors"] == [], s4
+    same_as_full(s4)
+
+    # A damaged hint is ignored and replaced by a good one.
+    change(1, 30)
+    open(hint_file(), "w").write("{not json")
+    s5 = run()
+    assert s5["prefetched_deltas"] is False and s5["exported"] == 1, s5
+    assert json.load(open(hint_file()))["mailbox"] == mb
+    s6 = run()
+    assert s6["prefetched_deltas"] is True and s6["exported"] == 0, s6
+
+    # A hint newer than the parent: its links would miss the changes made
+    # in between. Here another repository's, taken after those changes.
+    mine = hint_file()
+    changed = change(2, 5)
+    other = w.new_repo()
+    summary_of(w.backup(other, "olga", extra=["--cache-dir", cache]), "olga")
+    theirs = json.load(open(next(os.path.join(hints, f) for f in os.listdir(hints)
+                                 if os.path.join(hints, f) != mine)))
+    assert theirs["repository"] == other
+    theirs["repository"] = repo
+    json.dump(theirs, open(mine, "w"))
+    s7 = run()
+    assert s7["prefetched_deltas"] is False and s7["exported"] == 2, s7
+    assert {i["id"] for i in w.client_json("snapshots", "--repo", repo, "diff", s6["snapshot"],
+                                            s7["snapshot"])["itemsChanged"]} == changed
+    same_as_full(s7)
+
+    # --no-cache reads and writes no hint.
+    shutil.rmtree(hints)
+    s8 = run("--no-cache")
+    assert s8["prefetched_deltas"] is False and not os.path.exists(hints), s8
+
+
 def test_incremental_list_on_a_large_mailbox_equals_a_full_one(world):
     """A list of many chunks: the incremental run reads and rewrites only
     the chunks its changes touch and carries the others as they are. What it
@@ -549,6 +654,9 @@ def test_incremental_list_on_a_large_mailbox_equals_a_full_one(world):
     assert s2["items"] == len(after) == 11020 - 20 - 2 + 3, s2
     assert s2["reused"] == len(after) - len(changed), s2
     assert s2["removed"] == 22, s2
+    # The deltas were asked for from the first run's hint (prefetch.rs), and
+    # the changed items exported ahead.
+    assert s2["prefetched_deltas"] is True and s2["prefetched_items"] == len(changed), s2
 
     s3 = summary_of(w.backup(repo, "lena", extra=["--full"]), "lena")
     assert s3["failed"] is None and s3["items"] == len(after), s3
@@ -565,6 +673,7 @@ def test_incremental_list_on_a_large_mailbox_equals_a_full_one(world):
     s4 = summary_of(w.backup(repo, "lena"), "lena")
     assert s4["failed"] is None and s4["exported"] == 0, s4
     assert s4["items"] == len(after) - 3998 and s4["removed"] == 3998, s4
+    assert s4["prefetched_deltas"] is True, s4
     s5 = summary_of(w.backup(repo, "lena", extra=["--full"]), "lena")
     shown = [w.client_json("snapshots", "--repo", repo, "show", s["snapshot"], "--items")["items"]
              for s in (s4, s5)]

@@ -5,7 +5,9 @@
 
 mod carry;
 mod conn;
+mod deltas;
 mod inspect;
+mod prefetch;
 mod restore;
 mod reuse;
 mod run;

@@ -26,12 +26,14 @@ use backup::{
 };
 use bytes::Bytes;
 use clap::Args;
-use client::{DeltaResult, ExportOutcome, GraphClient, ItemSummary};
+use client::{ExportOutcome, GraphClient, ItemSummary};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::carry::Carry;
 use super::conn::{ConnArgs, mailbox_keys};
+use super::deltas::{self, DeltaBase, Deltas, FolderItems};
+use super::prefetch::{Hint, HintCache, Prefetch};
 use super::reuse;
 use super::{RepoArgs, human_bytes, progress_bar, state_key};
 
@@ -67,6 +69,15 @@ pub struct BackupArgs {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Directory for the hint each run leaves for the next: the first
+    /// mailbox's id and delta links, so that the next run asks for changes
+    /// while the repository key is derived (ids and opaque links only, mode
+    /// 0600). Default: $XDG_CACHE_HOME/graphbox, else ~/.cache/graphbox.
+    #[arg(long, env = "GRAPHBOX_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Keep no hint: ask for changes once the repository is open.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// What an interrupted run had already saved (repository state).
@@ -91,10 +102,17 @@ pub struct MailboxSummary {
     pub new_blobs: usize,
     pub removed: usize,
     pub full_delta: bool,
+    /// The delta answers came from requests sent ahead, from the hint.
+    pub prefetched_deltas: bool,
+    /// Items whose export was asked for ahead, from the hint.
+    pub prefetched_items: usize,
     pub errors: Vec<ItemError>,
     pub seconds: f64,
     /// The run failed as a whole (no snapshot was saved).
     pub failed: Option<String>,
+    /// What the next run's delta requests are made from.
+    #[serde(skip)]
+    pub next_base: Option<DeltaBase>,
 }
 
 pub async fn run(a: BackupArgs) -> Result<()> {
@@ -105,18 +123,35 @@ pub async fn run(a: BackupArgs) -> Result<()> {
     // parses the system's CA certificates) and the mailboxes are resolved (a
     // token and one request each): on a small incremental run these fixed
     // costs are most of the time.
+    //
+    // The first mailbox's delta requests (and the export of what they report
+    // changed) start from the hint the previous run left, as soon as the
+    // client is built: see prefetch.rs.
     let conn = a.conn.clone();
     let (repo, connected) = tokio::join!(a.repo.open(), async {
         let client = tokio::task::spawn_blocking(move || conn.client())
             .await
             .context("building the HTTP client")??;
+        let hints = (!a.no_cache)
+            .then(|| {
+                let p = client.profile();
+                let graph = format!("{}/{}", p.graph_base, p.api_version.segment());
+                HintCache::new(a.cache_dir.as_deref(), &a.repo.repo, &graph)
+            })
+            .flatten();
+        let prefetch = hints
+            .as_ref()
+            .filter(|_| !a.full)
+            .and_then(HintCache::load)
+            .filter(|h| keys.first() == Some(&h.key))
+            .map(|h| Prefetch::start(client.clone(), h));
         let mut resolved = Vec::with_capacity(keys.len());
         for key in &keys {
             resolved.push(client.mailbox_for_user(key).await);
         }
-        anyhow::Ok((client, resolved))
+        anyhow::Ok((client, resolved, hints, prefetch))
     });
-    let (client, resolved) = connected?;
+    let (client, resolved, hints, mut prefetch) = connected?;
     let repo = repo?;
     repo.set_compression_level(a.compression)?;
     let lock = repo
@@ -141,7 +176,8 @@ pub async fn run(a: BackupArgs) -> Result<()> {
     };
     let mut done: HashSet<String> = HashSet::new();
     let mut summaries = Vec::new();
-    for (key, mailbox) in keys.iter().zip(resolved) {
+    let mut next_hint = None;
+    for (n, (key, mailbox)) in keys.iter().zip(resolved).enumerate() {
         let mut targets = Vec::new();
         match mailbox {
             Ok(m) => {
@@ -162,7 +198,7 @@ pub async fn run(a: BackupArgs) -> Result<()> {
                 continue;
             }
         }
-        for (id, label) in targets {
+        for (t, (id, label)) in targets.into_iter().enumerate() {
             let t0 = Instant::now();
             let head = if a.full {
                 Ok(None)
@@ -171,12 +207,22 @@ pub async fn run(a: BackupArgs) -> Result<()> {
             } else {
                 repo.latest_snapshot_head(&id).await
             };
+            let ahead = prefetch.take_if(|p| p.mailbox == id);
             let result = match head {
-                Ok(head) => backup_mailbox(&repo, &client, &id, &label, head, &a).await,
+                Ok(head) => backup_mailbox(&repo, &client, &id, &label, head, ahead, &a).await,
                 Err(e) => Err(anyhow::Error::new(e).context("reading the previous snapshot")),
             };
             let s = match result {
-                Ok(s) => s,
+                Ok(mut s) => {
+                    if (n, t) == (0, 0) {
+                        next_hint = s.next_base.take().map(|base| Hint {
+                            key: key.clone(),
+                            mailbox: id.clone(),
+                            base,
+                        });
+                    }
+                    s
+                }
                 Err(e) => MailboxSummary {
                     mailbox: id.clone(),
                     label: label.clone(),
@@ -187,8 +233,18 @@ pub async fn run(a: BackupArgs) -> Result<()> {
             };
             summaries.push(s);
         }
+        // A hint for another mailbox is of no use.
+        prefetch = None;
     }
     drop(lock);
+    if let (Some(cache), Some(hint)) = (&hints, &next_hint)
+        && let Err(e) = cache.store(hint)
+    {
+        eprintln!(
+            "warning: could not write the hint file {} ({e}); the next run will not ask for changes ahead (see --cache-dir)",
+            cache.path().display()
+        );
+    }
     let stats = client.stats();
     let failed: Vec<&MailboxSummary> = summaries
         .iter()
@@ -257,6 +313,7 @@ async fn backup_mailbox(
     mbx: &str,
     label: &str,
     head: Option<SnapshotHead>,
+    prefetch: Option<Prefetch>,
     a: &BackupArgs,
 ) -> Result<MailboxSummary> {
     let t0 = Instant::now();
@@ -275,6 +332,10 @@ async fn backup_mailbox(
     summary.parent = parent_head.and_then(|p| p.id.as_ref().map(|i| i.0.clone()));
     let index = head.as_ref().and_then(|h| h.chunk_index());
     let checkpoint_name = format!("checkpoint-{}", state_key(&[mbx]));
+    // Requests sent ahead from the hint count only if they are the ones
+    // this parent's links make.
+    let base = DeltaBase::of(parent_head);
+    let mut prefetch = prefetch.filter(|p| p.base == base);
     let (parent_read, checkpoint, deltas) = tokio::join!(
         async {
             match (&head, &index) {
@@ -290,7 +351,16 @@ async fn backup_mailbox(
             }
         },
         repo.get_state(&checkpoint_name),
-        fetch_deltas(client, mbx, parent_head),
+        async {
+            let ahead = match prefetch.as_mut() {
+                Some(p) => p.deltas().await,
+                None => None,
+            };
+            match ahead {
+                Some(raw) => Ok((raw, true)),
+                None => deltas::fetch(client, mbx, &base).await.map(|r| (r, false)),
+            }
+        },
     );
     let parent_read = parent_read?;
     let checkpoint: HashMap<String, ItemEntry> = match checkpoint? {
@@ -299,12 +369,17 @@ async fn backup_mailbox(
             .unwrap_or_default(),
         None => HashMap::new(),
     };
+    let (raw, prefetched_deltas) = deltas?;
+    if !prefetched_deltas {
+        prefetch = None; // its requests failed: nothing was exported ahead
+    }
+    summary.prefetched_deltas = prefetched_deltas;
     let Deltas {
         folders,
         full_folders,
         folder_delta_link,
         items: item_deltas,
-    } = deltas?;
+    } = deltas::merge(parent_head, raw)?;
     summary.full_delta = full_folders;
     // The parent's items this run works on: those of the chunks the deltas
     // touch (all of them without a chunk index).
@@ -397,8 +472,19 @@ async fn backup_mailbox(
         .iter()
         .map(|s| (s.id.clone(), s.clone()))
         .collect();
+    // Of the items exported ahead, those to store; the rest is asked for now.
+    let ahead: Vec<ExportOutcome> = match prefetch {
+        Some(p) => p.exported().await,
+        None => Vec::new(),
+    }
+    .into_iter()
+    .filter(|o| by_id.contains_key(o.id()))
+    .collect();
+    summary.prefetched_items = ahead.len();
+    let asked: HashSet<&str> = ahead.iter().map(|o| o.id()).collect();
     let request: Vec<(String, u64)> = to_export
         .iter()
+        .filter(|s| !asked.contains(s.id.as_str()))
         .map(|s| (s.id.clone(), s.size.unwrap_or(0)))
         .collect();
     // The resumed items go into the snapshot with the exported ones, and
@@ -411,9 +497,11 @@ async fn backup_mailbox(
     // items over through a bounded channel (two rounds of requests): answers
     // keep arriving and being decoded while earlier items are compressed,
     // encrypted and written, not only when the storing side asks for more.
-    let ahead = 2 * client.profile().max_concurrency_per_mailbox * client::MAX_IDS_PER_EXPORT;
-    let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
-    let mut exports = client.export_stream(mbx, request);
+    let buffered = 2 * client.profile().max_concurrency_per_mailbox * client::MAX_IDS_PER_EXPORT;
+    let (tx, rx) = tokio::sync::mpsc::channel(buffered.max(1));
+    let mut exports = futures::stream::iter(ahead.into_iter().map(Ok))
+        .chain(client.export_stream(mbx, request))
+        .boxed();
     tokio::spawn(async move {
         while let Some(outcome) = exports.next().await {
             if tx.send(outcome).await.is_err() {
@@ -486,6 +574,7 @@ async fn backup_mailbox(
     };
     snap.folders = folders.into_values().collect();
     snap.complete = true;
+    summary.next_base = Some(DeltaBase::of(Some(&snap)));
     summary.folders = snap.folders.len();
     summary.items = reuse::count(&parts);
     summary.errors = snap.errors.clone();
@@ -543,123 +632,6 @@ async fn read_chunks(
         list.extend(part);
     }
     Ok(list)
-}
-
-/// What the delta requests of one run returned.
-struct Deltas {
-    /// The folder tree after the folder delta.
-    folders: BTreeMap<String, FolderEntry>,
-    /// The folder delta started over (no usable link).
-    full_folders: bool,
-    folder_delta_link: String,
-    /// Per folder, in folder order: its item delta and whether that is a
-    /// full one (no link, or the link had expired), or the request's error.
-    items: Vec<(String, client::Result<FolderItems>)>,
-}
-
-/// One folder's item delta, and whether it is a full one.
-type FolderItems = (DeltaResult<ItemSummary>, bool);
-
-/// The folder delta and the item delta of every folder, up to the client's
-/// per-mailbox concurrency at once (one round trip each on an incremental
-/// run: most of its time when little changed). The previous snapshot's
-/// folders do not wait for the folder delta: their item deltas start with it,
-/// and the answers of folders it reports removed are dropped. Folders it adds
-/// are asked for after it.
-async fn fetch_deltas(
-    client: &GraphClient,
-    mbx: &str,
-    parent: Option<&Snapshot>,
-) -> Result<Deltas> {
-    let item_delta = |id: String| async move {
-        let link = parent.and_then(|p| p.item_delta_links.get(&id).cloned());
-        let r = match client.items_delta(mbx, &id, link.as_deref()).await {
-            Ok(d) => Ok((d, link.is_none())),
-            Err(client::Error::SyncStateNotFound { .. }) if link.is_some() => {
-                client.items_delta(mbx, &id, None).await.map(|d| (d, true))
-            }
-            Err(e) => Err(e),
-        };
-        (id, r)
-    };
-    let concurrency = client.profile().max_concurrency_per_mailbox;
-    let known: Vec<String> = parent
-        .map(|p| p.folders.iter().map(|f| f.id.clone()).collect())
-        .unwrap_or_default();
-    let (folder_delta, early) = tokio::join!(
-        folder_delta(client, mbx, parent),
-        futures::stream::iter(known)
-            .map(item_delta)
-            .buffer_unordered(concurrency)
-            .collect::<Vec<_>>(),
-    );
-    let (folders, full_folders, folder_delta_link) = folder_delta?;
-    let mut answers: HashMap<String, client::Result<FolderItems>> = early.into_iter().collect();
-    let added: Vec<String> = folders
-        .keys()
-        .filter(|id| !answers.contains_key(*id))
-        .cloned()
-        .collect();
-    let later: Vec<(String, client::Result<FolderItems>)> = futures::stream::iter(added)
-        .map(item_delta)
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    answers.extend(later);
-    let items = folders
-        .keys()
-        .map(|id| {
-            let answer = answers.remove(id).expect("every folder was asked for");
-            (id.clone(), answer)
-        })
-        .collect();
-    Ok(Deltas {
-        folders,
-        full_folders,
-        folder_delta_link,
-        items,
-    })
-}
-
-/// The folder tree after the folder delta (on top of the parent's, unless
-/// the delta started over), whether it started over, and its new link.
-async fn folder_delta(
-    client: &GraphClient,
-    mbx: &str,
-    parent: Option<&Snapshot>,
-) -> Result<(BTreeMap<String, FolderEntry>, bool, String)> {
-    let parent_folder_link = parent.and_then(|p| p.folder_delta_link.clone());
-    let (fdelta, full_folders) = match client
-        .folders_delta(mbx, parent_folder_link.as_deref())
-        .await
-    {
-        Ok(d) => (d, parent_folder_link.is_none()),
-        Err(client::Error::SyncStateNotFound { .. }) if parent_folder_link.is_some() => {
-            (client.folders_delta(mbx, None).await?, true)
-        }
-        Err(e) => return Err(e).context("folder delta"),
-    };
-    let mut folders: BTreeMap<String, FolderEntry> = BTreeMap::new();
-    if !full_folders && let Some(p) = parent {
-        for f in &p.folders {
-            folders.insert(f.id.clone(), f.clone());
-        }
-    }
-    for id in &fdelta.removed {
-        folders.remove(id);
-    }
-    for f in fdelta.changed {
-        folders.insert(
-            f.id.clone(),
-            FolderEntry {
-                id: f.id,
-                parent_id: f.parent_folder_id,
-                display_name: f.display_name,
-                folder_type: f.folder_type,
-            },
-        );
-    }
-    Ok((folders, full_folders, fdelta.delta_link))
 }
 
 enum Stored {

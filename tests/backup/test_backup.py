@@ -673,7 +673,10 @@ def test_incremental_list_on_a_large_mailbox_equals_a_full_one(world):
     s4 = summary_of(w.backup(repo, "lena"), "lena")
     assert s4["failed"] is None and s4["exported"] == 0, s4
     assert s4["items"] == len(after) - 3998 and s4["removed"] == 3998, s4
+    # With the deltas asked for ahead, only the chunks holding Arch's items
+    # were read.
     assert s4["prefetched_deltas"] is True, s4
+    assert 0 < s4["parent_chunks_read"] < s4["parent_chunks"], s4
     s5 = summary_of(w.backup(repo, "lena", extra=["--full"]), "lena")
     shown = [w.client_json("snapshots", "--repo", repo, "show", s["snapshot"], "--items")["items"]
              for s in (s4, s5)]

@@ -106,6 +106,10 @@ pub struct MailboxSummary {
     pub prefetched_deltas: bool,
     /// Items whose export was asked for ahead, from the hint.
     pub prefetched_items: usize,
+    /// Chunks of the parent's item list (0 without a chunk index), and how
+    /// many of them were read (the others were carried unread).
+    pub parent_chunks: usize,
+    pub parent_chunks_read: usize,
     pub errors: Vec<ItemError>,
     pub seconds: f64,
     /// The run failed as a whole (no snapshot was saved).
@@ -331,80 +335,92 @@ async fn backup_mailbox(
     let parent_head = head.as_ref().map(|h| h.snapshot());
     summary.parent = parent_head.and_then(|p| p.id.as_ref().map(|i| i.0.clone()));
     let index = head.as_ref().and_then(|h| h.chunk_index());
+    summary.parent_chunks = index.as_ref().map_or(0, |i| i.len());
     let checkpoint_name = format!("checkpoint-{}", state_key(&[mbx]));
     // Requests sent ahead from the hint count only if they are the ones
     // this parent's links make.
     let base = DeltaBase::of(parent_head);
     let mut prefetch = prefetch.filter(|p| p.base == base);
-    let (parent_read, checkpoint, deltas) = tokio::join!(
-        async {
-            match (&head, &index) {
-                (Some(h), Some(index)) => {
-                    let every: Vec<usize> = (0..index.len()).collect();
-                    read_chunks(repo, h, index, &every).await
-                }
-                (Some(h), None) => repo
-                    .load_snapshot_items(h)
-                    .await
-                    .context("reading the previous snapshot"),
-                (None, _) => Ok(Vec::new()),
+    // With requests sent ahead, their answers say which chunks the changes
+    // touch, and only those are read (on a large mailbox most of the list is
+    // carried as it is). Otherwise the whole list is read while the delta
+    // requests are made.
+    let ahead = match prefetch.as_mut() {
+        Some(p) => p.deltas().await,
+        None => None,
+    };
+    if ahead.is_none() {
+        prefetch = None; // none, or its requests failed: nothing was exported ahead
+    }
+    let (parent_list, mut reuse, checkpoint, deltas, prefetched_deltas) =
+        match (ahead, &head, index) {
+            (Some(raw), Some(h), Some(index)) => {
+                let d = deltas::merge(parent_head, raw)?;
+                let dirty = touched_chunks(&index, parent_head, &d.folders, &d.items);
+                let positions: Vec<usize> = (0..dirty.len()).filter(|&k| dirty[k]).collect();
+                summary.parent_chunks_read = positions.len();
+                let (list, checkpoint) = tokio::join!(
+                    read_chunks(repo, h, &index, &positions),
+                    repo.get_state(&checkpoint_name),
+                );
+                (list?, Some((index, dirty)), checkpoint?, d, true)
             }
-        },
-        repo.get_state(&checkpoint_name),
-        async {
-            let ahead = match prefetch.as_mut() {
-                Some(p) => p.deltas().await,
-                None => None,
-            };
-            match ahead {
-                Some(raw) => Ok((raw, true)),
-                None => deltas::fetch(client, mbx, &base).await.map(|r| (r, false)),
+            (ahead, _, index) => {
+                let (parent_read, checkpoint, deltas) = tokio::join!(
+                    async {
+                        match (&head, &index) {
+                            (Some(h), Some(index)) => {
+                                let every: Vec<usize> = (0..index.len()).collect();
+                                read_chunks(repo, h, index, &every).await
+                            }
+                            (Some(h), None) => repo
+                                .load_snapshot_items(h)
+                                .await
+                                .context("reading the previous snapshot"),
+                            (None, _) => Ok(Vec::new()),
+                        }
+                    },
+                    repo.get_state(&checkpoint_name),
+                    async {
+                        match ahead {
+                            Some(raw) => Ok((raw, true)),
+                            None => deltas::fetch(client, mbx, &base).await.map(|r| (r, false)),
+                        }
+                    },
+                );
+                let parent_read = parent_read?;
+                summary.parent_chunks_read = index.as_ref().map_or(0, |i| i.len());
+                let (raw, prefetched) = deltas?;
+                let d = deltas::merge(parent_head, raw)?;
+                // The parent's items this run works on: those of the chunks
+                // the deltas touch (all of them without a chunk index).
+                let (list, reuse) = match index {
+                    Some(index) => {
+                        let dirty = touched_chunks(&index, parent_head, &d.folders, &d.items);
+                        (
+                            only_touched(&index, &dirty, parent_read),
+                            Some((index, dirty)),
+                        )
+                    }
+                    None => (parent_read, None),
+                };
+                (list, reuse, checkpoint?, d, prefetched)
             }
-        },
-    );
-    let parent_read = parent_read?;
-    let checkpoint: HashMap<String, ItemEntry> = match checkpoint? {
+        };
+    let checkpoint: HashMap<String, ItemEntry> = match checkpoint {
         Some(raw) => serde_json::from_slice::<Checkpoint>(&raw)
             .map(|c| c.items.into_iter().map(|i| (i.id.clone(), i)).collect())
             .unwrap_or_default(),
         None => HashMap::new(),
     };
-    let (raw, prefetched_deltas) = deltas?;
-    if !prefetched_deltas {
-        prefetch = None; // its requests failed: nothing was exported ahead
-    }
     summary.prefetched_deltas = prefetched_deltas;
     let Deltas {
         folders,
         full_folders,
         folder_delta_link,
         items: item_deltas,
-    } = deltas::merge(parent_head, raw)?;
+    } = deltas;
     summary.full_delta = full_folders;
-    // The parent's items this run works on: those of the chunks the deltas
-    // touch (all of them without a chunk index).
-    let (parent_list, mut reuse) = match index {
-        Some(index) => {
-            let dirty = touched_chunks(&index, parent_head, &folders, &item_deltas);
-            let list = if dirty.iter().all(|d| *d) {
-                parent_read
-            } else {
-                let mut read = parent_read.into_iter();
-                let mut list = Vec::new();
-                for (chunk, touched) in index.chunks().iter().zip(&dirty) {
-                    let items = read.by_ref().take(chunk.info.count as usize);
-                    if *touched {
-                        list.extend(items);
-                    } else {
-                        items.for_each(drop);
-                    }
-                }
-                list
-            };
-            (list, Some((index, dirty)))
-        }
-        None => (parent_read, None),
-    };
 
     // 2. What changed in each folder (the item deltas fetched above).
     let mut snap = Snapshot::new(mbx, label);
@@ -564,6 +580,7 @@ async fn backup_mailbox(
                 for &k in &late {
                     dirty[k] = true;
                 }
+                summary.parent_chunks_read += late.len();
                 let head = head.as_ref().expect("a chunk index comes with a head");
                 items.extend(read_chunks(repo, head, index, &late).await?);
                 items.sort_by(backup::chunks::item_order);
@@ -613,6 +630,28 @@ fn touched_chunks(
         .chain(folders.keys().map(String::as_str));
     let whole: HashSet<&str> = known.filter(|f| !incremental.contains(f)).collect();
     reuse::touched(index, keys, whole)
+}
+
+/// Of the whole parent list `read`, the items of the touched chunks.
+fn only_touched(
+    index: &backup::ChunkIndex,
+    dirty: &[bool],
+    read: Vec<ItemEntry>,
+) -> Vec<ItemEntry> {
+    if dirty.iter().all(|d| *d) {
+        return read;
+    }
+    let mut read = read.into_iter();
+    let mut list = Vec::new();
+    for (chunk, touched) in index.chunks().iter().zip(dirty) {
+        let items = read.by_ref().take(chunk.info.count as usize);
+        if *touched {
+            list.extend(items);
+        } else {
+            items.for_each(drop);
+        }
+    }
+    list
 }
 
 /// The items of the parent's chunks at `positions`, in that order.

@@ -504,15 +504,15 @@ def test_changes_are_asked_for_ahead_only_from_a_matching_hint(world):
     that is stale, names another mailbox or is damaged is not used: the
     snapshot is what a full backup of the same state records."""
     w = world
-    w.user("olga")
-    w.seed("olga", "inbox", 40, 81)
+    w.user("nina")
+    w.seed("nina", "inbox", 40, 81)
     g = w.graph()
-    mb = w.mbx("olga")
+    mb = w.mbx("nina")
     repo = w.new_repo()
     cache = w.mkdtemp("cache-")
     hints = os.path.join(cache, "backup-hints")
-    run = lambda *extra: summary_of(w.backup(repo, "olga", extra=["--cache-dir", cache, *extra]),
-                                    "olga")
+    run = lambda *extra: summary_of(w.backup(repo, "nina", extra=["--cache-dir", cache, *extra]),
+                                    "nina")
 
     def change(n: int, seed: int) -> set[str]:
         """Replaces the content of n inbox items; their ids."""
@@ -537,7 +537,7 @@ def test_changes_are_asked_for_ahead_only_from_a_matching_hint(world):
     s1 = run()
     assert s1["failed"] is None and s1["items"] == 40 and s1["prefetched_deltas"] is False, s1
     hint = json.load(open(hint_file()))
-    assert hint["mailbox"] == mb and hint["key"] == f"olga@{DOMAIN}", hint
+    assert hint["mailbox"] == mb and hint["key"] == f"nina@{DOMAIN}", hint
     assert oct(os.stat(hint_file()).st_mode & 0o777) == "0o600"
     # Ids and links only: no folder names.
     assert "Inbox" not in open(hint_file()).read()
@@ -563,7 +563,7 @@ def test_changes_are_asked_for_ahead_only_from_a_matching_hint(world):
     # The right links under another mailbox's id: not used either.
     change(1, 20)
     h = json.load(open(hint_file()))
-    h["mailbox"] = w.mbx("petra")
+    h["mailbox"] = w.mbx("paul")
     json.dump(h, open(hint_file(), "w"))
     s4 = run()
     assert s4["prefetched_deltas"] is False and s4["exported"] == 1, s4
@@ -584,7 +584,7 @@ def test_changes_are_asked_for_ahead_only_from_a_matching_hint(world):
     mine = hint_file()
     changed = change(2, 5)
     other = w.new_repo()
-    summary_of(w.backup(other, "olga", extra=["--cache-dir", cache]), "olga")
+    summary_of(w.backup(other, "nina", extra=["--cache-dir", cache]), "nina")
     theirs = json.load(open(next(os.path.join(hints, f) for f in os.listdir(hints)
                                  if os.path.join(hints, f) != mine)))
     assert theirs["repository"] == other

@@ -14,7 +14,10 @@ backups per binary into fresh repositories; `--perf-stat` runs every
 incremental backup under `perf stat` (page faults, task clock); `--pause S`
 idles S seconds before each incremental run; `--changes new` adds 1% new
 items to the inbox each round (imports of other items' content) instead of
-changing existing ones: mail arriving, the change most nightly runs see.
+changing existing ones: mail arriving, the change most nightly runs see;
+`--delay-ms MS` puts `delay_proxy.py` between clients and server, adding MS
+milliseconds each way (a server with real latency; the server is started with
+GRAPHBOX_PUBLIC_URL set to the proxy, so its links lead through it too).
 
     python3 tests/bench/backup_ab.py --bins /tmp/old/graphbox,target/release/graphbox --rounds 24
 """
@@ -50,26 +53,48 @@ def main():
                     help="seconds of idle time before every incremental run (a VM's free memory "
                          "that stays idle gets handed back to its host, and faulting it in again "
                          "costs far more than memory freed a moment ago)")
+    ap.add_argument("--delay-ms", type=float, default=0.0,
+                    help="put delay_proxy.py between the clients and the server, adding this "
+                         "many milliseconds each way (a server with real latency)")
     a = ap.parse_args()
     bins = [os.path.abspath(b) for b in a.bins.split(",")]
     if len(bins) < 2:
         raise SystemExit("give at least two binaries")
     d = tempfile.mkdtemp(prefix="graphbox-backup-ab-")
-    p = None
+    p = proxy = None
     try:
-        p, run_client, conn_args, changer = setup(bins[0], d, a.items, a.changes)
+        listen = "127.0.0.1:0"
+        if a.delay_ms:
+            # The server announces (and links to) the proxy's address.
+            server_port, proxy_port = free_port(), free_port()
+            listen = f"127.0.0.1:{server_port}"
+            os.environ["GRAPHBOX_PUBLIC_URL"] = f"http://127.0.0.1:{proxy_port}"
+            proxy = subprocess.Popen(
+                [sys.executable, os.path.join(os.path.dirname(__file__), "delay_proxy.py"),
+                 "--listen", f"127.0.0.1:{proxy_port}", "--to", listen,
+                 "--delay-ms", str(a.delay_ms)], stdout=subprocess.PIPE, text=True)
+            proxy.stdout.readline()
+        p, run_client, conn_args, changer = setup(bins[0], d, a.items, a.changes, listen)
         report(a, bins, d, p, run_client, conn_args, changer)
     finally:
-        if p is not None:
-            p.terminate()
-            p.wait()
+        for q in (p, proxy):
+            if q is not None:
+                q.terminate()
+                q.wait()
         shutil.rmtree(d, ignore_errors=True)
 
 
-def setup(srv, d, n_items, kind="update"):
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup(srv, d, n_items, kind="update", listen="127.0.0.1:0"):
     """The server and mailbox (`backup_bench.Setup`), a client runner, the
     client's connection arguments and round r's change of 1% of the items."""
-    w = bb.Setup(srv, d, n_items)
+    w = bb.Setup(srv, d, n_items, listen)
     env, conn_args = w.client_env(), w.conn_args()
 
     def run_client(b, *args, perf_stat=False):

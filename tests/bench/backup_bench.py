@@ -59,8 +59,8 @@ def run(bin_, data_dir, *args):
     return res.stdout
 
 
-def start(bin_, data_dir):
-    p = subprocess.Popen([bin_, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+def start(bin_, data_dir, listen="127.0.0.1:0"):
+    p = subprocess.Popen([bin_, "serve", "--data-dir", data_dir, "--listen", listen],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     while True:
         line = p.stdout.readline()
@@ -120,7 +120,7 @@ class Setup:
     one mailbox of `n_items` seeded items in three folders (60/30/10%), served
     by a running `graphbox serve` (`p`, at `base`)."""
 
-    def __init__(self, bin_, d, n_items):
+    def __init__(self, bin_, d, n_items, listen="127.0.0.1:0"):
         run(bin_, d, "admin", "tenant", "create", "--domain", DOMAIN, "--name", "Bench")
         u = json.loads(run(bin_, d, "admin", "user", "create", "--tenant", DOMAIN, "--upn",
                            f"u@{DOMAIN}", "--name", "U", "--json"))
@@ -140,7 +140,7 @@ class Setup:
         run(bin_, d, "admin", "consent", "grant", "--app", self.app)
         self.token = run(bin_, d, "token", "--tenant", DOMAIN, "--app", self.app, "--roles",
                          ",".join(ROLES)).strip()
-        self.p, self.base = start(bin_, d)
+        self.p, self.base = start(bin_, d, listen)
         self.mp = f"/v1.0/admin/exchange/mailboxes/{mbx}"
         c = conn(self.base)
         self.items = []  # (folder, id, changeKey)

@@ -601,6 +601,15 @@ def test_changes_are_asked_for_ahead_only_from_a_matching_hint(world):
     s8 = run("--no-cache")
     assert s8["prefetched_deltas"] is False and not os.path.exists(hints), s8
 
+    # A cache directory that cannot be written: the backup succeeds and says
+    # why the next run will not ask ahead.
+    blocked = os.path.join(cache, "not-a-directory")
+    open(blocked, "w").write("x")
+    res = w.client("backup", "--repo", repo, *w.conn(), "--mailbox", f"nina@{DOMAIN}",
+                   "--cache-dir", blocked, "--json")
+    assert json.loads(res.stdout)["ok"] is True, res.stdout
+    assert "could not write the hint file" in res.stderr and "--cache-dir" in res.stderr, res.stderr
+
 
 def test_incremental_list_on_a_large_mailbox_equals_a_full_one(world):
     """A list of many chunks: the incremental run reads and rewrites only

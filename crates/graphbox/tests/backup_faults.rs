@@ -257,6 +257,8 @@ async fn backup_and_restore_through_faults() {
         "--mailbox",
         "megan@contoso.test",
         "--json",
+        // A first backup: no hint to use, and none left in ~/.cache.
+        "--no-cache",
     ])))
     .await
     .unwrap();
